@@ -1,0 +1,86 @@
+"""backbone: images/s and peak memory of DeCLIPViT vs open_clip's own encode_image (same model, same input)."""
+import time
+
+import torch
+
+
+def add_arguments(p):
+    p.add_argument('--model', default='EVA02-B-16')
+    p.add_argument('--size', type=int, nargs='+', default=[224], help='H [W]')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--iters', type=int, default=5)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--modes', nargs='+', default=['vanilla', 'csa'])
+    p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def reset_peak(device):
+    """Reset the peak-memory counter: CUDA allocator stats, or the process's VmHWM (Linux clear_refs 5)."""
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def peak_mb(device):
+    """Peak since ``reset_peak``: CUDA max allocated, or the process's peak resident set (VmHWM) on CPU."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2**20
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def _time(fn, x, iters, warmup, device):
+    for _ in range(warmup):
+        fn(x)
+    reset_peak(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn(x)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / iters
+
+
+def run(args):
+    import open_clip
+
+    from declip_mm.models.backbones import DeCLIPViT, clip_family
+    dtype = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)[args.dtype]
+    H = args.size[0]
+    W = args.size[-1]
+    torch.manual_seed(0)
+    ref = open_clip.create_model(args.model, pretrained=None, force_quick_gelu=clip_family(args.model) == 'openai',
+                                 force_image_size=(H, W)).eval()
+    bb = DeCLIPViT(args.model, out_types=('dense', ), frozen=True)
+    bb.visual.load_state_dict(ref.visual.state_dict(), strict=False)
+    ref.to(args.device, dtype)
+    bb.to(args.device, dtype)
+    x = torch.randn(args.batch, 3, H, W, device=args.device, dtype=dtype)
+    results = {'model': args.model, 'input': [args.batch, 3, H, W], 'device': args.device, 'dtype': args.dtype}
+    rows = []
+    with torch.inference_mode():
+        s = _time(ref.encode_image, x, args.iters, args.warmup, args.device)
+        rows.append(('open_clip encode_image', args.batch / s, peak_mb(args.device)))
+        bb.dense_mode = 'vanilla'
+        s = _time(lambda t: bb.extract(t, ('cls', )), x, args.iters, args.warmup, args.device)
+        rows.append(('DeCLIPViT cls (vanilla)', args.batch / s, peak_mb(args.device)))
+        for mode in args.modes:
+            bb.dense_mode = mode
+            s = _time(lambda t: bb.extract(t, ('dense', )), x, args.iters, args.warmup, args.device)
+            rows.append((f'DeCLIPViT dense ({mode})', args.batch / s, peak_mb(args.device)))
+    print(f'{args.model} {args.batch}x3x{H}x{W} {args.dtype} on {args.device} '
+          f'(peak MB: CUDA max allocated, or the process's peak RSS during the timed runs on CPU)')
+    for name, ips, mb in rows:
+        print(f'  {name:28s} {ips:8.2f} img/s   peak {mb:9.1f} MB')
+    results['rows'] = [dict(name=n, images_per_s=i, peak_mb=m) for n, i, m in rows]
+    return results

@@ -1,0 +1,271 @@
+"""Thin adapters that give open_clip's two ViT families one interface for the DeCLIP forward.
+
+* ``EVATower`` wraps open_clip's ``TimmModel`` around a timm EVA02 trunk (separate q/k/v projections, no k bias,
+  sub-LN inside attention and SwiGLU, 2-D RoPE on patch tokens).
+* ``OpenAITower`` wraps open_clip's ``VisionTransformer`` (packed ``in_proj`` or, with ``split_qkv``, separate
+  q/k/v weights; no inner LN).
+
+Adapters hold references to the modules (they own no parameters), so parameter names stay open_clip's.
+Token tensors are (B, 1+N, C) with the CLS token first; q/k/v are (B, heads, 1+N, d).
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def resize_abs_pos_embed(pos: torch.Tensor, old_hw: Tuple[int, int], new_hw: Tuple[int, int],
+                         antialias: bool = False) -> torch.Tensor:
+    """Bicubic (align_corners=False) resize of an absolute position embedding with one leading CLS entry.
+
+    Args:
+        pos: (1+h0*w0, C) or (1, 1+h0*w0, C).
+        antialias: False follows the official EVA-CLIP / CLIPSelf code; timm's dynamic-size path uses True.
+    Returns:
+        Same rank as ``pos`` with 1+h*w tokens.  Unchanged (same tensor) when the grid already matches.
+    """
+    if tuple(old_hw) == tuple(new_hw):
+        return pos
+    squeeze = pos.dim() == 2
+    p = pos.unsqueeze(0) if squeeze else pos
+    cls, grid = p[:, :1], p[:, 1:]
+    C = grid.shape[-1]
+    grid = grid.reshape(1, old_hw[0], old_hw[1], C).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=tuple(new_hw), mode='bicubic', align_corners=False, antialias=antialias)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], C).to(p.dtype)
+    out = torch.cat([cls, grid], dim=1)
+    return out[0] if squeeze else out
+
+
+def eva_rope(h: int, w: int, head_dim: int, ref_hw: Tuple[int, int] = (16, 16), theta: float = 10000.,
+             device=None) -> torch.Tensor:
+    """EVA02 2-D rotary embedding for an h x w grid in timm's concatenated ``[sin, cos]`` layout (N, 2*head_dim).
+
+    Official EVA-CLIP: per axis, positions ``arange(n) / n * ref`` and frequencies ``theta ** -(i / (head_dim/4))``,
+    each frequency repeated twice (interleaved pairs); the row-axis half comes first.  Works for any h, w.
+    """
+    num_bands = head_dim // 4
+    bands = theta ** -(torch.arange(num_bands, dtype=torch.float32, device=device) / num_bands)
+    th = torch.arange(h, dtype=torch.float32, device=device) / h * ref_hw[0]
+    tw = torch.arange(w, dtype=torch.float32, device=device) / w * ref_hw[1]
+    fh = (th[:, None] * bands[None]).repeat_interleave(2, -1)  # (h, head_dim/2)
+    fw = (tw[:, None] * bands[None]).repeat_interleave(2, -1)  # (w, head_dim/2)
+    freqs = torch.cat([fh[:, None, :].expand(h, w, -1), fw[None, :, :].expand(h, w, -1)], dim=-1)
+    freqs = freqs.reshape(h * w, head_dim)
+    return torch.cat([freqs.sin(), freqs.cos()], dim=-1)
+
+
+def split_mha_qkv(mha: nn.MultiheadAttention) -> None:
+    """Turn a packed ``in_proj_weight`` into separate ``q/k/v_proj_weight`` parameters (in place, same math)."""
+    if not mha._qkv_same_embed_dim:
+        return
+    C = mha.embed_dim
+    W = mha.in_proj_weight.data
+    mha.q_proj_weight = nn.Parameter(W[:C].clone())
+    mha.k_proj_weight = nn.Parameter(W[C:2 * C].clone())
+    mha.v_proj_weight = nn.Parameter(W[2 * C:].clone())
+    mha.register_parameter('in_proj_weight', None)
+    mha._qkv_same_embed_dim = False
+
+
+class EVATower:
+    family = 'eva'
+
+    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False):
+        self.visual = visual
+        self.pos_embed_antialias = pos_embed_antialias
+
+    @property
+    def trunk(self):
+        return self.visual.trunk
+
+    @property
+    def blocks(self):
+        return self.trunk.blocks
+
+    @property
+    def patch_size(self) -> int:
+        return self.trunk.patch_embed.proj.kernel_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.trunk.embed_dim
+
+    @property
+    def num_heads(self) -> int:
+        return self.blocks[0].attn.num_heads
+
+    @property
+    def embed_dim(self) -> int:
+        return self.trunk.head.out_features
+
+    def embed(self, img: torch.Tensor):
+        """(B,3,H,W) -> tokens (B,1+N,C), grid (h,w), rope (N, 2*d)."""
+        t = self.trunk
+        x = t.patch_embed.proj(img)
+        h, w = x.shape[-2:]
+        x = t.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        x = torch.cat([t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        pos = resize_abs_pos_embed(t.pos_embed, t.patch_embed.grid_size, (h, w), self.pos_embed_antialias)
+        x = t.norm_pre(t.pos_drop(x + pos.to(x.dtype)))
+        rope = None
+        if t.rope is not None:
+            ref = tuple(getattr(t.rope, 'ref_feat_shape', None) or t.patch_embed.grid_size)
+            theta = float(getattr(t.rope, 'temperature', 10000.))
+            rope = eva_rope(h, w, self.width // self.num_heads, ref, theta, device=x.device)
+        return x, (h, w), rope
+
+    def run_block(self, i: int, x: torch.Tensor, rope) -> torch.Tensor:
+        return self.blocks[i](x, rope=rope)
+
+    def qkv(self, blk, x: torch.Tensor):
+        """q, k, v (B, heads, 1+N, d) of ``norm1(x)``, without RoPE."""
+        a = blk.attn
+        y = blk.norm1(x)
+        B, N, _ = y.shape
+        if a.qkv is not None:  # fused variant of timm's EVA
+            bias = None if a.q_bias is None else torch.cat((a.q_bias, a.k_bias, a.v_bias))
+            q, k, v = F.linear(y, a.qkv.weight, bias).reshape(B, N, 3, a.num_heads, -1).permute(2, 0, 3, 1, 4)
+            return q, k, v
+        q = a.q_proj(y).reshape(B, N, a.num_heads, -1).transpose(1, 2)
+        k = a.k_proj(y).reshape(B, N, a.num_heads, -1).transpose(1, 2)
+        v = a.v_proj(y).reshape(B, N, a.num_heads, -1).transpose(1, 2)
+        return q, k, v
+
+    def attn_out(self, blk, o: torch.Tensor) -> torch.Tensor:
+        """Heads-concatenated attention output (B,1+N,C) -> inner LN -> proj."""
+        return blk.attn.proj(blk.attn.norm(o))
+
+    def residual_scale(self, blk, y: torch.Tensor) -> torch.Tensor:
+        return y if blk.gamma_1 is None else blk.gamma_1 * y
+
+    def decoupled_out(self, blk, o: torch.Tensor) -> torch.Tensor:
+        """DeCLIP content (EVA): proj(inner_ln(A.V)); no residual, FFN or layer scale."""
+        return self.attn_out(blk, o)
+
+    def ffn(self, blk, x: torch.Tensor) -> torch.Tensor:
+        y = blk.mlp(blk.norm2(x))
+        return y if blk.gamma_2 is None else blk.gamma_2 * y
+
+    def head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final norm + projection of (B,N,C) tokens -> (B,N,D)."""
+        return self.trunk.head(self.trunk.norm(tokens))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Image embedding (= open_clip ``encode_image``) from the last block's full output (B,1+N,C)."""
+        t = self.trunk
+        return self.visual.head(t.head(t.head_drop(t.fc_norm(t.norm(x)[:, 0]))))
+
+    # parameter naming -----------------------------------------------------------------------------
+    def block_prefix(self, i: int) -> str:
+        return f'visual.trunk.blocks.{i}.'
+
+    def block_part_suffixes(self, part: Optional[str]):
+        return {
+            None: ('',), 'q': ('attn.q_proj.', 'attn.q_bias'), 'k': ('attn.k_proj.',), 'v': ('attn.v_proj.', 'attn.v_bias'),
+            'ffn': ('norm2.', 'mlp.', 'gamma_2'), 'attn': ('attn.', 'gamma_1'), 'norm1': ('norm1.',),
+        }[part]
+
+    def stem_prefixes(self):
+        return ('visual.trunk.patch_embed.', 'visual.trunk.cls_token', 'visual.trunk.pos_embed',
+                'visual.trunk.norm_pre.')
+
+    def head_prefixes(self):
+        return ('visual.trunk.norm.', 'visual.trunk.fc_norm.', 'visual.trunk.head.', 'visual.head.')
+
+
+class OpenAITower:
+    family = 'openai'
+
+    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False):
+        self.visual = visual
+        self.pos_embed_antialias = pos_embed_antialias
+
+    @property
+    def blocks(self):
+        return self.visual.transformer.resblocks
+
+    @property
+    def patch_size(self) -> int:
+        return self.visual.conv1.kernel_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.visual.conv1.out_channels
+
+    @property
+    def num_heads(self) -> int:
+        return self.blocks[0].attn.num_heads
+
+    @property
+    def embed_dim(self) -> int:
+        return self.visual.proj.shape[1]
+
+    def embed(self, img: torch.Tensor):
+        v = self.visual
+        x = v.conv1(img)
+        h, w = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat([v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        pos = resize_abs_pos_embed(v.positional_embedding, v.grid_size, (h, w), self.pos_embed_antialias)
+        x = v.ln_pre(v.patch_dropout(x + pos.to(x.dtype)))
+        return x, (h, w), None
+
+    def run_block(self, i: int, x: torch.Tensor, aux=None) -> torch.Tensor:
+        return self.blocks[i](x)
+
+    def qkv(self, blk, x: torch.Tensor):
+        a = blk.attn
+        y = blk.ln_1(x)
+        B, N, C = y.shape
+        bq, bk, bv = (None, None, None) if a.in_proj_bias is None else a.in_proj_bias.chunk(3)
+        if a._qkv_same_embed_dim:
+            wq, wk, wv = a.in_proj_weight.chunk(3)
+        else:
+            wq, wk, wv = a.q_proj_weight, a.k_proj_weight, a.v_proj_weight
+        h = a.num_heads
+        return tuple(F.linear(y, wt, bs).reshape(B, N, h, -1).transpose(1, 2)
+                     for wt, bs in ((wq, bq), (wk, bk), (wv, bv)))
+
+    def attn_out(self, blk, o: torch.Tensor) -> torch.Tensor:
+        return blk.attn.out_proj(o)
+
+    def residual_scale(self, blk, y: torch.Tensor) -> torch.Tensor:
+        return blk.ls_1(y)
+
+    def decoupled_out(self, blk, o: torch.Tensor) -> torch.Tensor:
+        """DeCLIP content (OpenAI): ls_1(out_proj(A.V)); no inner LN exists, no residual, no FFN."""
+        return blk.ls_1(self.attn_out(blk, o))
+
+    def ffn(self, blk, x: torch.Tensor) -> torch.Tensor:
+        return blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+    def head(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.visual.ln_post(tokens) @ self.visual.proj
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, _ = self.visual._pool(x)
+        return pooled @ self.visual.proj
+
+    def block_prefix(self, i: int) -> str:
+        return f'visual.transformer.resblocks.{i}.'
+
+    def block_part_suffixes(self, part: Optional[str]):
+        # With a packed in_proj, q, k and v share one weight: all three names are returned.
+        qkv_shared = ('attn.in_proj_weight', 'attn.in_proj_bias')
+        return {
+            None: ('',), 'q': ('attn.q_proj_weight',) + qkv_shared, 'k': ('attn.k_proj_weight',) + qkv_shared,
+            'v': ('attn.v_proj_weight',) + qkv_shared, 'ffn': ('ln_2.', 'mlp.', 'ls_2.'),
+            'attn': ('attn.', 'ls_1.'), 'norm1': ('ln_1.',),
+        }[part]
+
+    def stem_prefixes(self):
+        return ('visual.conv1.', 'visual.class_embedding', 'visual.positional_embedding', 'visual.ln_pre.')
+
+    def head_prefixes(self):
+        return ('visual.ln_post.', 'visual.proj')
+
+
+def build_tower(visual: nn.Module, family: str, pos_embed_antialias: bool = False):
+    return (EVATower if family == 'eva' else OpenAITower)(visual, pos_embed_antialias)

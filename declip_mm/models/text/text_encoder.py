@@ -1,0 +1,113 @@
+"""CLIP text tower + open_clip tokenizer as a small module: class names x prompt templates -> embeddings."""
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from declip_mm.registry import DET_MODELS, MODELS, SEG_MODELS, register_everywhere
+from ..backbones.checkpoint import load_clip_state_dict, load_into
+from ..backbones.clip_builder import build_clip_model
+from ..backbones.freezing import apply_trainable_rule
+from ..backbones.towers import split_mha_qkv
+
+
+def _default_formatter(template: str, name: str) -> str:
+    return template.format(name)
+
+
+@register_everywhere(MODELS, DET_MODELS, SEG_MODELS)
+class CLIPTextEncoder(BaseModule):
+    """The text tower of the same open_clip CLIP as a ``DeCLIPViT`` (built offline, weights from a local file).
+
+    Args:
+        model_name / model_overrides / checkpoint / quick_gelu: as ``DeCLIPViT``; the checkpoint must contain the
+            text tower (open_clip, EVA-CLIP release and DeCLIP ``epoch_k.pt`` files do; backbone exports do not).
+        frozen: no gradients, eval mode kept (default).
+        trainable: ``None``/'all' or fnmatch patterns over ``named_parameters()`` names (e.g. CAT-Seg's
+            ``['*attn.in_proj_weight']``); ignored when ``frozen``.
+        split_qkv: separate q/k/v weight parameters in every text block (for q/v-only rules).
+        batch_size: sentences per text-tower call.
+    """
+
+    def __init__(self, model_name: str = 'EVA02-B-16', model_overrides: Optional[dict] = None,
+                 checkpoint: Optional[str] = None, quick_gelu: Optional[bool] = None, frozen: bool = True,
+                 trainable: Union[None, str, Sequence[str]] = None, split_qkv: bool = False, batch_size: int = 256,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        import open_clip
+        clip = build_clip_model(model_name, model_overrides, quick_gelu)
+        sd = load_clip_state_dict(checkpoint, clip)[0] if checkpoint else None
+        clip.visual = None  # the image tower lives in DeCLIPViT
+        if checkpoint:
+            text_sd = {k: v for k, v in sd.items() if not k.startswith('visual.')}
+            if not text_sd:
+                raise ValueError(f'{checkpoint} has no text-tower weights (a backbone export?); give the text '
+                                 'encoder the original CLIP / DeCLIP checkpoint')
+            load_into(clip, {'clip.' + k: v for k, v in text_sd.items()}, 'clip.', model_name + ' (text)')
+        if split_qkv:
+            for m in clip.modules():
+                if isinstance(m, nn.MultiheadAttention):
+                    split_mha_qkv(m)
+        self.clip = clip
+        self.model_name = model_name
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.batch_size = batch_size
+        self.embed_dim = clip.text_projection.shape[1] if getattr(clip, 'text_projection', None) is not None \
+            else clip.text.text_projection.shape[1]
+        self.frozen = frozen
+        apply_trainable_rule(self, frozen, trainable)
+        if frozen:
+            self.eval()
+        self._cache = {}
+
+    def init_weights(self):
+        self._is_init = True  # weights come from `checkpoint`
+
+    def train(self, mode: bool = True):
+        super().train(mode and not self.frozen)
+        return self
+
+    def _weights_version(self):
+        return tuple(p._version for p in self.parameters()) + (str(next(self.parameters()).device), )
+
+    def encode_sentences(self, sentences: List[str]) -> torch.Tensor:
+        """(N,) sentences -> (N, D) L2-normalised embeddings (differentiable if trainable)."""
+        if not sentences:
+            raise ValueError('encode_sentences got no sentences')
+        device = next(self.parameters()).device
+        outs = []
+        for i in range(0, len(sentences), self.batch_size):
+            tokens = self.tokenizer(list(sentences[i:i + self.batch_size])).to(device)
+            outs.append(self.clip.encode_text(tokens))
+        return F.normalize(torch.cat(outs), dim=-1)
+
+    def embed_classes(self, class_names: Sequence[str], templates: Sequence[str],
+                      formatter: Optional[Callable[[str, str], str]] = None) -> torch.Tensor:
+        """(K,) names x (P,) templates -> (K, D): normalise each sentence, mean over templates, renormalise.
+
+        Cached per (names, templates, formatter, weight versions): a new class list or any in-place weight update
+        (an optimizer step) recomputes; while gradients are needed the cache is bypassed.
+        """
+        if not class_names:
+            raise ValueError('embed_classes needs at least one class name')
+        if not templates:
+            raise ValueError('embed_classes needs at least one prompt template')
+        formatter = formatter or _default_formatter
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        key = (tuple(class_names), tuple(templates), getattr(formatter, '__qualname__', id(formatter)),
+               self._weights_version())
+        if not needs_grad and key in self._cache:
+            return self._cache[key]
+        sentences = [formatter(t, n) for n in class_names for t in templates]
+        emb = self.encode_sentences(sentences).reshape(len(class_names), len(templates), -1)
+        emb = F.normalize(emb.mean(dim=1), dim=-1)
+        if not needs_grad:
+            emb = emb.detach()
+            self._cache = {key: emb}  # keep only the latest entry
+        return emb
+
+    def forward(self, class_names: Sequence[str], templates: Sequence[str] = ('{}', )) -> torch.Tensor:
+        return self.embed_classes(class_names, templates)
+

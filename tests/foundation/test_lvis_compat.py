@@ -1,0 +1,33 @@
+"""The lvis/numpy-2 compatibility spot: LVISEval (used by mmdet's LVISMetric) runs after importing declip_mm."""
+import json
+
+import numpy as np
+import pytest
+
+import declip_mm  # noqa: F401  (applies declip_mm.utils.compat)
+
+
+def _lvis_gt(path):
+    cats = [dict(id=1, name='cat', frequency='r'), dict(id=2, name='dog', frequency='f')]
+    images = [dict(id=i, width=100, height=100, neg_category_ids=[], not_exhaustive_category_ids=[])
+              for i in (1, 2)]
+    anns = []
+    for i, (img, cat, box) in enumerate([(1, 1, [10, 10, 30, 30]), (2, 2, [50, 40, 20, 30])]):
+        x, y, w, h = box
+        anns.append(dict(id=i + 1, image_id=img, category_id=cat, bbox=box, area=w * h,
+                         segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
+    json.dump(dict(images=images, categories=cats, annotations=anns), open(path, 'w'))
+
+
+def test_lvis_eval_runs_under_numpy2(tmp_path):
+    from lvis import LVIS, LVISEval, LVISResults
+    assert np.float is float
+    _lvis_gt(tmp_path / 'gt.json')
+    gt = LVIS(str(tmp_path / 'gt.json'))
+    dets = [dict(image_id=1, category_id=1, bbox=[10, 10, 30, 30], score=0.9),
+            dict(image_id=2, category_id=2, bbox=[0, 0, 10, 10], score=0.8)]
+    ev = LVISEval(gt, LVISResults(gt, dets), 'bbox')
+    ev.run()
+    res = ev.get_results()
+    assert res['APr'] == pytest.approx(1.0)  # the rare class is found exactly
+    assert res['APf'] == pytest.approx(0.0)  # the frequent one is missed
