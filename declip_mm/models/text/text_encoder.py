@@ -1,4 +1,8 @@
-"""CLIP text tower + open_clip tokenizer as a small module: class names x prompt templates -> embeddings."""
+"""CLIP text tower + open_clip tokenizer as a small module: class names x prompt templates -> embeddings.
+
+Registered as ``DeCLIPTextEncoder`` (mmseg already registers an unrelated ``CLIPTextEncoder`` for SAN); the Python
+name ``CLIPTextEncoder`` is kept as an alias.
+"""
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
@@ -18,7 +22,7 @@ def _default_formatter(template: str, name: str) -> str:
 
 
 @register_everywhere(MODELS, DET_MODELS, SEG_MODELS)
-class CLIPTextEncoder(BaseModule):
+class DeCLIPTextEncoder(BaseModule):
     """The text tower of the same open_clip CLIP as a ``DeCLIPViT`` (built offline, weights from a local file).
 
     Args:
@@ -111,3 +115,7 @@ class CLIPTextEncoder(BaseModule):
     def forward(self, class_names: Sequence[str], templates: Sequence[str] = ('{}', )) -> torch.Tensor:
         return self.embed_classes(class_names, templates)
 
+
+
+CLIPTextEncoder = DeCLIPTextEncoder  # Python alias (not a registry name: mmseg owns that one)
+MODELS.register_module(name='CLIPTextEncoder', module=DeCLIPTextEncoder)  # declip_mm scope only

@@ -1,0 +1,12 @@
+# CAT-Seg schedule: AdamW 2e-4 / wd 1e-4, CLIP (both towers) lr x0.01, norm layers wd 0, grad-clip 0.01 (full-model
+# L2 norm), cosine to 0 without warmup, 80k iterations, total batch 4, fp32.
+# AMP instead: optim_wrapper.type='AmpOptimWrapper' (see catseg_vitb16_openai_coco171_384_amp.py).
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
+    clip_grad=dict(max_norm=0.01, norm_type=2),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        custom_keys={'backbone': dict(lr_mult=0.01), 'text_encoder': dict(lr_mult=0.01)}))
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=80000, eta_min=0.0, by_epoch=False, begin=0, end=80000)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=80000)

@@ -1,0 +1,16 @@
+# Training-free evaluation on PASCAL VOC-21 (background from stuff words + prob threshold): data + metric + per-benchmark model settings.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(4096, 448), keep_ratio=True),
+    dict(type='LoadAnnotations'),  # after Resize: the GT keeps its original size
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=1, num_workers=4, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='PascalVOCDataset', data_root='data/VOCdevkit/VOC2012',
+                 ann_file='ImageSets/Segmentation/val.txt',
+                 data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+                 pipeline=test_pipeline))
+# Table 5 numbers come from mmseg's IoUMetric (OVSegMetric gives detectron2's rule instead)
+test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])

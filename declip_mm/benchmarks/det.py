@@ -1,0 +1,121 @@
+"""Detection test speed (images/s) and peak memory of a detector config (e.g. configs/fvit/*).
+
+    python tools/benchmark.py det CONFIG [--checkpoint CKPT] [--num-images 50] [--warmup 5] [--batch 1]
+                                         [--source synthetic|dataset] [--amp] [--device cuda]
+
+``synthetic`` feeds random images at the config's test size (no dataset needed); ``dataset`` uses the config's
+test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) or peak RSS (CPU).
+"""
+import time
+
+
+def add_arguments(parser):
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--num-images', type=int, default=50)
+    parser.add_argument('--warmup', type=int, default=5, help='warm-up batches (not timed)')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--source', choices=['synthetic', 'dataset'], default='synthetic')
+    parser.add_argument('--size', type=int, default=None, help='synthetic image side (default: config test size)')
+    parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
+    parser.add_argument('--device', default=None, help='default: cuda if available else cpu')
+    parser.add_argument('--cfg-options', nargs='+', default=None, help='key=value config overrides')
+
+
+def _test_size(cfg):
+    for t in cfg.test_dataloader.dataset.get('pipeline', []):
+        if t.get('type') == 'Pad' and t.get('size'):
+            return tuple(t['size'])
+    for t in cfg.test_dataloader.dataset.get('pipeline', []):
+        if t.get('type') == 'Resize':
+            s = t['scale']
+            return (max(s), max(s))
+    return (640, 640)
+
+
+def _synthetic_batches(size, batch, n, seed=0):
+    import torch
+    from mmdet.structures import DetDataSample
+    g = torch.Generator().manual_seed(seed)
+    H, W = size
+    for _ in range(n):
+        inputs, samples = [], []
+        for _ in range(batch):
+            inputs.append(torch.randint(0, 256, (3, H, W), dtype=torch.uint8, generator=g))
+            s = DetDataSample()
+            s.set_metainfo(dict(img_shape=(H, W), ori_shape=(H, W), scale_factor=(1.0, 1.0), pad_shape=(H, W),
+                                batch_input_shape=(H, W), img_id=0, img_path=''))
+            samples.append(s)
+        yield dict(inputs=inputs, data_samples=samples)
+
+
+def run(args) -> dict:
+    import resource
+
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    import declip_mm  # noqa: F401
+    from mmdet.registry import MODELS
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        opts = {}
+        for kv in args.cfg_options:
+            k, v = kv.split('=', 1)
+            try:
+                v = eval(v, {}, {})
+            except Exception:
+                pass
+            opts[k] = v
+        cfg.merge_from_dict(opts)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    model = MODELS.build(cfg.model)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(model).to(device).eval()
+    size = (args.size, args.size) if args.size else _test_size(cfg)
+    total = args.warmup + max(1, -(-args.num_images // args.batch))
+    if args.source == 'dataset':
+        from mmengine.runner import Runner
+        loader = Runner.build_dataloader(cfg.test_dataloader)
+        batches = iter(loader)
+    else:
+        batches = _synthetic_batches(size, args.batch, total)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    amp = torch.autocast('cuda', dtype=torch.float16) if (args.amp and device.startswith('cuda')) else None
+    n_img, t0 = 0, None
+    with torch.no_grad():
+        for i in range(total):
+            try:
+                data = next(batches)
+            except StopIteration:
+                break
+            if i == args.warmup:
+                if device.startswith('cuda'):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            if amp is not None:
+                with amp:
+                    model.test_step(data)
+            else:
+                model.test_step(data)
+            if i >= args.warmup:
+                n_img += len(data['inputs'])
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0 if t0 is not None else float('nan')
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith('cuda')
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result = dict(config=args.config, device=device if not device.startswith('cuda') else torch.cuda.get_device_name(),
+                  source=args.source, image_size=list(size), batch=args.batch, amp=bool(amp), images=n_img,
+                  seconds=round(elapsed, 3), images_per_s=round(n_img / elapsed, 3) if n_img else 0.0,
+                  peak_memory_mb=round(peak, 1), peak_memory_kind='cuda_max_allocated' if device.startswith('cuda')
+                  else 'process_peak_rss')
+    print(result)
+    return result

@@ -1,0 +1,3 @@
+from .fvit_rpn_head import NormRPNHead
+
+__all__ = ['NormRPNHead']

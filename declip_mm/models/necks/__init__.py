@@ -1,0 +1,3 @@
+from .simple_pyramid import FViTSimplePyramid, SequentialNeck
+
+__all__ = ['FViTSimplePyramid', 'SequentialNeck']

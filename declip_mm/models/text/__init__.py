@@ -1,0 +1,3 @@
+from .text_encoder import CLIPTextEncoder, DeCLIPTextEncoder
+
+__all__ = ['CLIPTextEncoder', 'DeCLIPTextEncoder']
