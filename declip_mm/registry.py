@@ -5,27 +5,33 @@
 are also registered into mmdet's registries, and those for segmentation configs into mmseg's, so that
 ``custom_imports=dict(imports=['declip_mm'])`` is all a stock mmdet / mmseg config needs.
 """
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
-from mmengine.registry import DATASETS as MMENGINE_DATASETS
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import METRICS as MMENGINE_METRICS
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
-from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine import registry as _root
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['declip_mm.models'])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, locations=['declip_mm.datasets'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, locations=['declip_mm.datasets'])
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, locations=['declip_mm.datasets.transforms'])
-METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['declip_mm.evaluation'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['declip_mm.engine'])
+# Every mmengine root registry gets a declip_mm child (as mmdet / mmseg do), so configs with
+# default_scope='declip_mm' resolve mmengine's loops, optimizers, ... without scope-search warnings.
+RUNNERS = Registry('runner', parent=_root.RUNNERS, locations=['declip_mm.engine'])
+RUNNER_CONSTRUCTORS = Registry('runner constructor', parent=_root.RUNNER_CONSTRUCTORS, locations=['declip_mm.engine'])
+LOOPS = Registry('loop', parent=_root.LOOPS, locations=['declip_mm.engine'])
+HOOKS = Registry('hook', parent=_root.HOOKS, locations=['declip_mm.engine'])
+LOG_PROCESSORS = Registry('log_processor', parent=_root.LOG_PROCESSORS, locations=['declip_mm.engine'])
+OPTIMIZERS = Registry('optimizer', parent=_root.OPTIMIZERS, locations=['declip_mm.engine'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=_root.OPTIM_WRAPPERS, locations=['declip_mm.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optim wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, locations=['declip_mm.engine'])
-PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, locations=['declip_mm.engine'])
-VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, locations=['declip_mm.engine'])
+    'optimizer wrapper constructor', parent=_root.OPTIM_WRAPPER_CONSTRUCTORS, locations=['declip_mm.engine'])
+PARAM_SCHEDULERS = Registry('parameter scheduler', parent=_root.PARAM_SCHEDULERS, locations=['declip_mm.engine'])
+DATASETS = Registry('dataset', parent=_root.DATASETS, locations=['declip_mm.datasets'])
+DATA_SAMPLERS = Registry('data sampler', parent=_root.DATA_SAMPLERS, locations=['declip_mm.datasets'])
+TRANSFORMS = Registry('transform', parent=_root.TRANSFORMS, locations=['declip_mm.datasets.transforms'])
+MODELS = Registry('model', parent=_root.MODELS, locations=['declip_mm.models'])
+MODEL_WRAPPERS = Registry('model_wrapper', parent=_root.MODEL_WRAPPERS, locations=['declip_mm.models'])
+WEIGHT_INITIALIZERS = Registry('weight initializer', parent=_root.WEIGHT_INITIALIZERS, locations=['declip_mm.models'])
+TASK_UTILS = Registry('task util', parent=_root.TASK_UTILS, locations=['declip_mm.models'])
+METRICS = Registry('metric', parent=_root.METRICS, locations=['declip_mm.evaluation'])
+EVALUATOR = Registry('evaluator', parent=_root.EVALUATOR, locations=['declip_mm.evaluation'])
+VISUALIZERS = Registry('visualizer', parent=_root.VISUALIZERS, locations=['declip_mm.engine'])
+VISBACKENDS = Registry('vis_backend', parent=_root.VISBACKENDS, locations=['declip_mm.engine'])
+FUNCTIONS = Registry('function', parent=_root.FUNCTIONS, locations=['declip_mm.engine'])
 
 from mmdet.registry import DATASETS as DET_DATASETS  # noqa: E402
 from mmdet.registry import HOOKS as DET_HOOKS  # noqa: E402

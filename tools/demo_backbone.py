@@ -55,7 +55,7 @@ def main(argv=None):
     bb = DeCLIPViT(args.model, model_overrides=overrides, checkpoint=args.checkpoint, out_indices=(-1, ),
                    out_types=('feats', 'dense', 'context', 'cls'), frozen=True)
     rgb = load_image(args.image or default_image(), args.size)
-    x = torch.from_numpy(rgb).permute(2, 0, 1).float()[None]
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float()[None]
     x = (x - torch.tensor(bb.mean)[:, None, None]) / torch.tensor(bb.std)[:, None, None]
     g = args.size // bb.patch_size
     anchor = (min(g - 1, int(args.anchor[0] * g)), min(g - 1, int(args.anchor[1] * g)))

@@ -28,27 +28,40 @@ def reset_peak(device):
         pass
 
 
-def peak_mb(device):
-    """Peak since ``reset_peak``: CUDA max allocated, or the process's peak resident set (VmHWM) on CPU."""
+def current_mb(device):
+    """Memory in use now: CUDA allocated, or the process's resident set (VmRSS) on CPU."""
     if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.memory_allocated() / 2**20
+    return _proc_status_mb('VmRSS:')
+
+
+def _proc_status_mb(field):
     with open('/proc/self/status') as f:
         for line in f:
-            if line.startswith('VmHWM:'):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float('nan')
 
 
+def peak_mb(device):
+    """Peak since ``reset_peak``: CUDA max allocated, or the process's peak resident set (VmHWM) on CPU."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _proc_status_mb('VmHWM:')
+
+
 def _time(fn, x, iters, warmup, device):
+    """-> (seconds per call, peak MB above what was in use before the timed calls)."""
     for _ in range(warmup):
         fn(x)
     reset_peak(device)
+    base = current_mb(device)
     t0 = time.perf_counter()
     for _ in range(iters):
         fn(x)
     if device.startswith('cuda'):
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / iters
+    return (time.perf_counter() - t0) / iters, peak_mb(device) - base
 
 
 def run(args):
@@ -69,18 +82,17 @@ def run(args):
     results = {'model': args.model, 'input': [args.batch, 3, H, W], 'device': args.device, 'dtype': args.dtype}
     rows = []
     with torch.inference_mode():
-        s = _time(ref.encode_image, x, args.iters, args.warmup, args.device)
-        rows.append(('open_clip encode_image', args.batch / s, peak_mb(args.device)))
-        bb.dense_mode = 'vanilla'
-        s = _time(lambda t: bb.extract(t, ('cls', )), x, args.iters, args.warmup, args.device)
-        rows.append(('DeCLIPViT cls (vanilla)', args.batch / s, peak_mb(args.device)))
+        s, mb = _time(ref.encode_image, x, args.iters, args.warmup, args.device)
+        rows.append(('open_clip encode_image', args.batch / s, mb))
+        s, mb = _time(lambda t: bb.extract(t, ('cls', )), x, args.iters, args.warmup, args.device)
+        rows.append(('DeCLIPViT cls (vanilla)', args.batch / s, mb))
         for mode in args.modes:
             bb.dense_mode = mode
-            s = _time(lambda t: bb.extract(t, ('dense', )), x, args.iters, args.warmup, args.device)
-            rows.append((f'DeCLIPViT dense ({mode})', args.batch / s, peak_mb(args.device)))
+            s, mb = _time(lambda t: bb.extract(t, ('dense', )), x, args.iters, args.warmup, args.device)
+            rows.append((f'DeCLIPViT dense ({mode})', args.batch / s, mb))
     print(f'{args.model} {args.batch}x3x{H}x{W} {args.dtype} on {args.device} '
-          f'(peak MB: CUDA max allocated, or the process's peak RSS during the timed runs on CPU)')
+          f'(peak MB = peak memory of the timed calls above what was already in use: CUDA allocator, or process RSS on CPU)')
     for name, ips, mb in rows:
-        print(f'  {name:28s} {ips:8.2f} img/s   peak {mb:9.1f} MB')
+        print(f'  {name:28s} {ips:8.2f} img/s   peak +{mb:8.1f} MB')
     results['rows'] = [dict(name=n, images_per_s=i, peak_mb=m) for n, i, m in rows]
     return results

@@ -24,8 +24,9 @@ def roi_pool(dense: torch.Tensor, rois: torch.Tensor, spatial_scale: float, outp
     if rois.numel() == 0:
         shape = (0, dense.shape[1]) if output_size == 1 else (0, dense.shape[1], output_size, output_size)
         return dense.new_zeros(shape)
-    out = roi_align(dense, rois.to(dense.dtype), (output_size, output_size), spatial_scale, sampling_ratio,
-                    'avg', aligned)
+    # mmcv's CPU kernel silently reads non-contiguous inputs wrongly (DeCLIPViT's dense map is a transposed view)
+    out = roi_align(dense.contiguous(), rois.to(dense.dtype).contiguous(), (output_size, output_size), spatial_scale,
+                    sampling_ratio, 'avg', aligned)
     return out.flatten(1) if output_size == 1 else out
 
 

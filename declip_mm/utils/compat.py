@@ -1,10 +1,21 @@
-"""The one compatibility spot for third-party breakage.
+"""The one compatibility spot for third-party breakage (applied on ``import declip_mm``).
 
-PyPI's ``lvis`` 0.5.3 (needed by mmdet's ``LVISMetric``) still calls ``np.float``, which numpy 2 removed;
-``LVISEval`` then dies with ``AttributeError`` at evaluation time.  We restore the alias (it was always
-just the builtin ``float``) before anything imports ``lvis``.  Remove once lvis ships a fixed release.
+1. PyPI's ``lvis`` 0.5.3 (needed by mmdet's ``LVISMetric``) still calls ``np.float``, which numpy 2 removed;
+   ``LVISEval`` then dies with ``AttributeError`` at evaluation time.  We restore the alias (it was always the
+   builtin ``float``).  Remove once lvis ships a fixed release.
+2. torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 does not pass the argument: its own
+   training checkpoints (``HistoryBuffer`` and numpy arrays in the message hub) then fail to load, which breaks
+   ``--resume``, ``load_from`` and ``tools/test.py CKPT``.  We re-register mmengine's local-file loader so that it
+   loads with ``weights_only=True`` and those types allow-listed; only a file that still needs the full unpickler
+   (e.g. a checkpoint with custom objects in its meta) falls back to it, with a warning naming the file.
+   Remove once mmengine passes ``weights_only`` itself.
 """
+import os.path as osp
+import pickle
+import warnings
+
 import numpy as np
+import torch
 
 
 def patch_lvis_numpy_float() -> None:
@@ -12,4 +23,32 @@ def patch_lvis_numpy_float() -> None:
         np.float = float  # type: ignore[attr-defined]
 
 
+def _mmengine_safe_globals() -> list:
+    from mmengine.logging.history_buffer import HistoryBuffer
+    core = getattr(np, '_core', None) or np.core
+    types = [HistoryBuffer, np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    types += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
+    return types
+
+
+def load_mmengine_checkpoint(filename, map_location=None):
+    """mmengine's ``load_from_local`` with an explicit, allow-listed ``weights_only=True``."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    try:
+        with torch.serialization.safe_globals(_mmengine_safe_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        warnings.warn(f'{filename}: needs the full unpickler ({str(e).splitlines()[0][:160]}); loading it with '
+                      'weights_only=False: only do this for checkpoints you trust')
+        return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def patch_mmengine_checkpoint_loader() -> None:
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=load_mmengine_checkpoint, force=True)
+
+
 patch_lvis_numpy_float()
+patch_mmengine_checkpoint_loader()

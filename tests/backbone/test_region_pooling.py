@@ -44,3 +44,11 @@ def test_mask_pool_is_the_mean_inside_the_mask():
     assert torch.allclose(out[0, 0], dense[0][:, :3, :3].mean(dim=(1, 2)), atol=1e-6)
     assert torch.allclose(out[1, 1], dense[1][:, 2:, 1:4].mean(dim=(1, 2)), atol=1e-6)
     assert torch.equal(out[0, 1], torch.zeros(5))  # empty mask
+
+
+def test_non_contiguous_maps_pool_like_contiguous_ones():
+    # DeCLIPViT's dense map is a transposed view; mmcv's CPU RoIAlign misreads such strides unless made contiguous
+    dense = torch.randn(2, 7, 5, 6).permute(0, 1, 3, 2)  # (2, 7, 6, 5), non-contiguous
+    assert not dense.is_contiguous()
+    rois = torch.tensor([[0, 1., 2., 60., 70.], [1, 20., 10., 50., 90.]])
+    assert torch.allclose(roi_pool(dense, rois, 1 / 16), roi_pool(dense.contiguous(), rois, 1 / 16))

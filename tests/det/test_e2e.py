@@ -9,9 +9,6 @@ CFG = osp.join(REPO, 'configs/fvit/fvit_tiny_synthetic.py')
 
 
 def test_tiny_config_train_and_test(synthetic_det, tmp_path, monkeypatch):
-    # mmengine 0.10.7 checkpoints hold mmengine objects (HistoryBuffer) that torch>=2.6's default weights_only
-    # torch.load rejects; until declip_mm.utils.compat handles it, allow the full unpickler for our own file.
-    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     root = synthetic_det['root'] + '/'
     opts = ['--cfg-options', f'data_root={root}',
             f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',

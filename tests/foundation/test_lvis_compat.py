@@ -1,5 +1,6 @@
 """The lvis/numpy-2 compatibility spot: LVISEval (used by mmdet's LVISMetric) runs after importing declip_mm."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -31,3 +32,26 @@ def test_lvis_eval_runs_under_numpy2(tmp_path):
     res = ev.get_results()
     assert res['APr'] == pytest.approx(1.0)  # the rare class is found exactly
     assert res['APf'] == pytest.approx(0.0)  # the frequent one is missed
+
+
+def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
+    """mmengine training checkpoints (HistoryBuffer + numpy in the message hub) load under torch's weights_only."""
+    import torch
+    from mmengine.logging import MessageHub
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from declip_mm.utils.compat import load_mmengine_checkpoint
+    hub = MessageHub.get_instance('compat_test')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_scalar('train/loss', np.float64(0.5))
+    hub.update_info('iter', np.int64(7))
+    ckpt = dict(meta=dict(epoch=1, iter=7, seed=np.int64(3)), state_dict={'w': torch.ones(2)},
+                message_hub=hub.state_dict())
+    torch.save(ckpt, tmp_path / 'epoch_1.pth')
+    with pytest.raises(Exception):  # what torch alone does with mmengine's file
+        torch.load(tmp_path / 'epoch_1.pth', weights_only=True)
+    out = CheckpointLoader.load_checkpoint(str(tmp_path / 'epoch_1.pth'), map_location='cpu')
+    assert torch.equal(out['state_dict']['w'], torch.ones(2)) and out['meta']['seed'] == 3
+    buf = out['message_hub']['log_scalars']['train/loss']
+    assert buf.mean() == pytest.approx(1.0)
+    assert load_mmengine_checkpoint(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == 7

@@ -17,12 +17,6 @@ def _opts(data_root):
             'train_cfg.max_iters=2']
 
 
-@pytest.fixture(autouse=True)
-def _mmengine_checkpoints(monkeypatch):
-    # torch >= 2.6 loads with weights_only=True by default; mmengine's checkpoints carry pickled metadata
-    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
-
 def test_catseg_tiny_train_then_test(tmp_path):
     import test as test_tool
     import train as train_tool

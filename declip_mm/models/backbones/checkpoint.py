@@ -166,6 +166,15 @@ def load_clip_state_dict(path: str, model: nn.Module) -> Tuple[Dict[str, torch.T
     return to_openclip_keys(sd, model), meta
 
 
+def _plain(obj):
+    """Nested dict / list / tuple (ConfigDict included) -> builtin containers."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj] if isinstance(obj, list) else tuple(_plain(v) for v in obj)
+    return obj
+
+
 def export_backbone(backbone: nn.Module, path: str, meta: Optional[dict] = None) -> str:
     """Save a DeCLIPViT's visual tower as a standalone checkpoint that ``DeCLIPViT(checkpoint=path)`` loads.
 
@@ -175,6 +184,7 @@ def export_backbone(backbone: nn.Module, path: str, meta: Optional[dict] = None)
     info = dict(model_name=backbone.model_name, model_overrides=backbone.model_overrides,
                 dense_mode=backbone.dense_mode, attn_scale=backbone.attn_scale_name, family=backbone.family)
     info.update(meta or {})
+    info = _plain(info)  # ConfigDicts from configs would not load under weights_only=True
     sd = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items() if k.startswith('visual.')}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'

@@ -2,20 +2,20 @@
 from typing import List, Optional, Tuple
 
 import torch.nn.functional as F
-from mmcv.ops import roi_align
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.utils import empty_instances
 from mmdet.structures.bbox import bbox2roi
 from torch import Tensor
 
+from declip_mm.models.utils import roi_pool
 from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 
 
 def pool_clip_embeddings(vlm_feat: Tensor, rois: Tensor, spatial_scale: float) -> Tensor:
     """1x1 RoIAlign (sampling_ratio 0, aligned) of the dense CLIP map (B, D, h, w) on rois (N, 5) -> (N, D),
     L2-normalised."""
-    pooled = roi_align(vlm_feat.float(), rois.float(), (1, 1), spatial_scale, 0, 'avg', True)
-    return F.normalize(pooled.flatten(1), dim=-1)
+    pooled = roi_pool(vlm_feat.float(), rois.float(), spatial_scale, output_size=1, sampling_ratio=0)
+    return F.normalize(pooled, dim=-1)
 
 
 @register_everywhere(DET_MODELS, MODELS)

@@ -1,0 +1,1 @@
+from . import grid_crops  # noqa: F401,E402  (distillation transforms)

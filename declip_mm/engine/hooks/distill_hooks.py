@@ -1,0 +1,127 @@
+"""Hooks of the DeCLIP distillation job: backbone export, alpha ensemble, data-position resume."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+
+from declip_mm.engine.ensemble import ensemble_checkpoint_state_dict, unwrap
+from declip_mm.registry import HOOKS
+
+
+def _plain(obj):
+    """ConfigDict / nested containers -> plain dicts and lists (loadable with ``torch.load(weights_only=True)``)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj) if type(obj) in (list, tuple) else [_plain(v) for v in obj]
+    return obj
+
+
+def export_student(distiller, path: str, alpha: Optional[float] = None, meta: Optional[dict] = None) -> str:
+    """Write the (alpha-ensembled) student as a standalone ``DeCLIPViT`` checkpoint via ``export_backbone``."""
+    from declip_mm.models.backbones import export_backbone
+    alpha = distiller.alpha if alpha is None else float(alpha)
+    student = distiller.student
+    info = dict(dense_mode=distiller.dense_mode, alpha=alpha, distill_mode=distiller.distill_mode,
+                model_overrides=_plain(getattr(student, 'model_overrides', None)))
+    info.update(_plain(meta or {}))
+    with distiller.ensembled_student(alpha) as student:
+        export_backbone(student, path, meta=info)
+    return path
+
+
+@HOOKS.register_module()
+class DeCLIPExportHook(Hook):
+    """Export the student as a standalone backbone checkpoint every ``interval`` epochs (and at the end).
+
+    The file ``{out_dir}/{filename_tmpl.format(epoch)}`` loads into ``DeCLIPViT(checkpoint=...)`` with no extra keys;
+    it records the dense mode; ``alpha`` (default: the distiller's) applies the weight-space ensemble.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 1, out_dir: Optional[str] = None, alpha: Optional[float] = None,
+                 filename_tmpl: str = 'backbone_epoch_{}.pth', by_epoch: bool = True):
+        self.interval = interval
+        self.out_dir = out_dir
+        self.alpha = alpha
+        self.filename_tmpl = filename_tmpl
+        self.by_epoch = by_epoch
+        self.exported = []
+
+    def _export(self, runner, tag) -> None:
+        if not is_main_process():
+            return
+        out_dir = self.out_dir or runner.work_dir
+        path = osp.join(out_dir, self.filename_tmpl.format(tag))
+        export_student(unwrap(runner.model), path, self.alpha, meta=dict(epoch=runner.epoch, iter=runner.iter))
+        self.exported.append(path)
+        runner.logger.info(f'DeCLIPExportHook: exported the student backbone to {path}')
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self.every_n_epochs(runner, self.interval):
+            self._export(runner, runner.epoch + 1)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self.by_epoch and self.every_n_train_iters(runner, self.interval):
+            self._export(runner, f'iter_{runner.iter + 1}')
+
+
+@HOOKS.register_module()
+class DeCLIPEnsembleHook(Hook):
+    """The official alpha ensemble around evaluation and (optionally) in the saved training checkpoint.
+
+    * validation runs on ``alpha * student + (1 - alpha) * initial`` (weights swapped back afterwards);
+    * ``in_checkpoint=True`` also writes the ensembled student into the runner checkpoint, so a resume restarts
+      from the ensembled weights as the official code does; the default False keeps the raw student there so that
+      ``--resume`` continues the exact trajectory.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, alpha: Optional[float] = None, in_checkpoint: bool = False):
+        self.alpha = alpha
+        self.in_checkpoint = in_checkpoint
+        self._ctx = None
+
+    def _alpha(self, runner):
+        m = unwrap(runner.model)
+        return m.alpha if self.alpha is None else self.alpha
+
+    def before_val_epoch(self, runner) -> None:
+        m = unwrap(runner.model)
+        if self._alpha(runner) < 1 and hasattr(m, 'ensembled_student'):
+            self._ctx = m.ensembled_student(self._alpha(runner))
+            self._ctx.__enter__()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.in_checkpoint and 'state_dict' in checkpoint:
+            checkpoint['state_dict'] = ensemble_checkpoint_state_dict(checkpoint['state_dict'], self._alpha(runner))
+
+
+@HOOKS.register_module()
+class DistillResumeHook(Hook):
+    """Restore the data position when resuming inside an epoch.
+
+    mmengine's epoch loop restores the epoch and iteration counters but restarts the epoch's data from its first
+    batch; this hook makes ``DistillSampler`` skip the batches already trained in the current epoch.
+    """
+
+    priority = 'LOW'
+
+    def before_train(self, runner) -> None:
+        loader = runner.train_dataloader
+        sampler = getattr(loader, 'sampler', None)
+        if not hasattr(sampler, 'skip'):
+            return
+        per_epoch = len(loader)
+        done = runner.iter - runner.epoch * per_epoch
+        if 0 < done < per_epoch:
+            sampler.skip(done * loader.batch_size)
+            runner.logger.info(f'DistillResumeHook: skipping the first {done} batches of epoch {runner.epoch}')

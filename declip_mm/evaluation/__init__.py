@@ -1,0 +1,3 @@
+from . import region_cls_metric  # noqa: F401,E402  (distillation region classification)
+from . import seg_metric  # noqa: F401
+from . import ov_coco_metric  # noqa: F401,E402  (OV-COCO base/novel AP50)

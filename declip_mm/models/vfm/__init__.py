@@ -1,0 +1,1 @@
+from .vfm_teacher import VFM_SPECS, VFMTeacher  # noqa: F401

@@ -1,0 +1,164 @@
+"""Frozen vision-foundation-model (VFM) teachers for DeCLIP's context distillation, built with timm.
+
+Each variant declares its timm architecture, patch size, normalisation and which features are used
+(method doc section 3):
+
+* DINOv2 S/B/L/G (register variants, as the official code): last block, final norm applied, CLS + 4 registers removed;
+* DINO v1 ViT-B/16 and ViT-B/8: last block + final norm, CLS removed;
+* SAM ViT-B/L image encoder: neck output (256-d, stride 16), absolute position embedding resampled bicubically;
+* DINOv3 S/B/L (not in the paper): last block + final norm, CLS + 4 registers removed.
+
+Weights come only from a local file (``checkpoint``): original releases (DINOv2 hub ``.pth``, DINO, SAM
+``sam_vit_*.pth``, DINOv3) and timm-format files are accepted through timm's own ``checkpoint_filter_fn``. A missing
+file or a key/shape mismatch raises an error that names the problem. Nothing is ever downloaded (``pretrained=False``).
+"""
+import os.path as osp
+import sys
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from declip_mm.registry import MODELS
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+# name -> (timm architecture, patch size, mean, std, feature description, extra timm kwargs)
+VFM_SPECS: Dict[str, dict] = {
+    'dinov2_s': dict(arch='vit_small_patch14_reg4_dinov2', patch=14, kwargs=dict(dynamic_img_size=True),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dinov2_b': dict(arch='vit_base_patch14_reg4_dinov2', patch=14, kwargs=dict(dynamic_img_size=True),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dinov2_l': dict(arch='vit_large_patch14_reg4_dinov2', patch=14, kwargs=dict(dynamic_img_size=True),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dinov2_g': dict(arch='vit_giant_patch14_reg4_dinov2', patch=14, kwargs=dict(dynamic_img_size=True),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dino_b16': dict(arch='vit_base_patch16_224', patch=16, kwargs=dict(dynamic_img_size=True),
+                     features='last block + final norm; CLS removed'),
+    'dino_b8': dict(arch='vit_base_patch8_224', patch=8, kwargs=dict(dynamic_img_size=True),
+                    features='last block + final norm; CLS removed'),
+    'sam_b': dict(arch='samvit_base_patch16', patch=16, kwargs=dict(),
+                  features='image-encoder neck output (256-d), pos-embed resampled bicubically'),
+    'sam_l': dict(arch='samvit_large_patch16', patch=16, kwargs=dict(),
+                  features='image-encoder neck output (256-d), pos-embed resampled bicubically'),
+    'dinov3_s': dict(arch='vit_small_patch16_dinov3', patch=16, kwargs=dict(),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dinov3_b': dict(arch='vit_base_patch16_dinov3', patch=16, kwargs=dict(),
+                     features='last block + final norm; CLS and 4 registers removed'),
+    'dinov3_l': dict(arch='vit_large_patch16_dinov3', patch=16, kwargs=dict(),
+                     features='last block + final norm; CLS and 4 registers removed'),
+}
+
+
+def _load_file(path: str) -> dict:
+    if not path or not osp.isfile(path):
+        raise FileNotFoundError(f'VFM teacher: checkpoint file {path!r} not found (weights are only read from '
+                                f'local files; download them once and point `checkpoint` at the file)')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        sd = load_file(path)
+    else:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
+    for key in ('state_dict', 'model', 'module', 'teacher'):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise ValueError(f'VFM teacher: {path!r} does not contain a state dict')
+    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
+
+
+@MODELS.register_module()
+class VFMTeacher(BaseModule):
+    """A frozen timm VFM returning its patch-token map.
+
+    Args:
+        name: one of ``VFM_SPECS`` (``dinov2_s/b/l/g``, ``dino_b16``, ``dino_b8``, ``sam_b``, ``sam_l``,
+            ``dinov3_s/b/l``).
+        checkpoint: local weight file; ``None`` keeps the random init (tests / the tiny default only).
+        model_kwargs: extra timm kwargs (tests: tiny widths/depths, e.g. ``dict(embed_dim=64, depth=2,
+            num_heads=4)``).
+        strict: require an exact key/shape match after timm's checkpoint filter.
+
+    ``forward(img)`` takes (B, 3, h, w) normalised with ``self.mean`` / ``self.std`` (0-255 RGB), h and w multiples
+    of ``patch_size``, and returns (B, Cv, h/p, w/p). Always frozen and in eval mode.
+    """
+
+    def __init__(self, name: str = 'dinov2_b', checkpoint: Optional[str] = None,
+                 model_kwargs: Optional[dict] = None, strict: bool = True, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if name not in VFM_SPECS:
+            raise KeyError(f'VFMTeacher: unknown VFM {name!r}; choose one of {sorted(VFM_SPECS)}')
+        import timm
+        spec = VFM_SPECS[name]
+        self.name = name
+        self.arch = spec['arch']
+        self.patch_size = spec['patch']
+        self.mean = spec.get('mean', IMAGENET_MEAN)
+        self.std = spec.get('std', IMAGENET_STD)
+        self.features = spec['features']
+        self.is_sam = name.startswith('sam')
+        kwargs = dict(spec['kwargs'])
+        kwargs.update(model_kwargs or {})
+        kwargs.setdefault('num_classes', 0)
+        self.model = timm.create_model(self.arch, pretrained=False, **kwargs)
+        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint, strict=strict)
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 0 if self.is_sam else int(getattr(self.model, 'num_prefix_tokens', 1))
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.model.num_features)
+
+    def load_checkpoint(self, path: str, strict: bool = True) -> None:
+        sd = _load_file(path)
+        module = sys.modules[type(self.model).__module__]
+        if hasattr(module, 'checkpoint_filter_fn'):
+            try:
+                sd = module.checkpoint_filter_fn(sd, self.model)
+            except Exception as e:  # noqa: BLE001 - timm's converters fail on a wrong-size model
+                raise ValueError(f'VFMTeacher({self.name!r}, arch {self.arch}): checkpoint {path!r} does not match '
+                                 f'the model ({type(e).__name__}: {e}). Is it the right model variant?') from e
+        own = self.model.state_dict()
+        missing = sorted(k for k in own if k not in sd)
+        unexpected = sorted(k for k in sd if k not in own)
+        shape = sorted(f'{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}'
+                       for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
+        if shape or (strict and (missing or unexpected)):
+            raise ValueError(
+                f'VFMTeacher({self.name!r}, arch {self.arch}): checkpoint {path!r} does not match. '
+                f'missing {len(missing)} {missing[:8]}, unexpected {len(unexpected)} {unexpected[:8]}, '
+                f'shape mismatches {shape[:8]}. Is it the right model variant?')
+        self.model.load_state_dict(sd, strict=strict)
+
+    def init_weights(self):
+        # never let mmengine's recursive init_weights re-initialise the timm model (it has its own init_weights)
+        self._is_init = True
+
+    def train(self, mode: bool = True):
+        super().train(False)
+        return self
+
+    def output_grid(self, hw: Tuple[int, int]) -> Tuple[int, int]:
+        return hw[0] // self.patch_size, hw[1] // self.patch_size
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f'VFMTeacher({self.name}): input {h}x{w} is not a multiple of the patch size '
+                             f'{self.patch_size}')
+        x = self.model.forward_features(img)
+        if self.is_sam:
+            return x  # (B, 256, h/p, w/p) neck output
+        gh, gw = h // self.patch_size, w // self.patch_size
+        x = x[:, self.num_prefix_tokens:]
+        if x.shape[1] != gh * gw:
+            raise RuntimeError(f'VFMTeacher({self.name}): got {x.shape[1]} patch tokens, expected {gh}x{gw}')
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
