@@ -3,6 +3,8 @@ import time
 
 import torch
 
+from .common import current_mb, peak_mb, reset_peak
+
 
 def add_arguments(p):
     p.add_argument('--model', default='EVA02-B-16')
@@ -13,41 +15,6 @@ def add_arguments(p):
     p.add_argument('--modes', nargs='+', default=['vanilla', 'csa'])
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-
-
-def reset_peak(device):
-    """Reset the peak-memory counter: CUDA allocator stats, or the process's VmHWM (Linux clear_refs 5)."""
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-
-
-def current_mb(device):
-    """Memory in use now: CUDA allocated, or the process's resident set (VmRSS) on CPU."""
-    if device.startswith('cuda'):
-        return torch.cuda.memory_allocated() / 2**20
-    return _proc_status_mb('VmRSS:')
-
-
-def _proc_status_mb(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return float('nan')
-
-
-def peak_mb(device):
-    """Peak since ``reset_peak``: CUDA max allocated, or the process's peak resident set (VmHWM) on CPU."""
-    if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return _proc_status_mb('VmHWM:')
 
 
 def _time(fn, x, iters, warmup, device):

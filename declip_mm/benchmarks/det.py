@@ -8,9 +8,11 @@ test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) 
 """
 import time
 
+from .common import add_config_arguments, load_config, peak_mb
+
 
 def add_arguments(parser):
-    parser.add_argument('config')
+    add_config_arguments(parser)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--num-images', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5, help='warm-up batches (not timed)')
@@ -19,7 +21,6 @@ def add_arguments(parser):
     parser.add_argument('--size', type=int, default=None, help='synthetic image side (default: config test size)')
     parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
     parser.add_argument('--device', default=None, help='default: cuda if available else cpu')
-    parser.add_argument('--cfg-options', nargs='+', default=None, help='key=value config overrides')
 
 
 def _test_size(cfg):
@@ -50,27 +51,14 @@ def _synthetic_batches(size, batch, n, seed=0):
 
 
 def run(args) -> dict:
-    import resource
-
     import torch
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
     import declip_mm  # noqa: F401
     from mmdet.registry import MODELS
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        opts = {}
-        for kv in args.cfg_options:
-            k, v = kv.split('=', 1)
-            try:
-                v = eval(v, {}, {})
-            except Exception:
-                pass
-            opts[k] = v
-        cfg.merge_from_dict(opts)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = MODELS.build(cfg.model)
@@ -110,8 +98,7 @@ def run(args) -> dict:
     if device.startswith('cuda'):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0 if t0 is not None else float('nan')
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith('cuda')
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = peak_mb(device)
     result = dict(config=args.config, device=device if not device.startswith('cuda') else torch.cuda.get_device_name(),
                   source=args.source, image_size=list(size), batch=args.batch, amp=bool(amp), images=n_img,
                   seconds=round(elapsed, 3), images_per_s=round(n_img / elapsed, 3) if n_img else 0.0,

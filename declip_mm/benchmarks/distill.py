@@ -13,9 +13,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from .common import add_config_arguments, load_config, peak_mb
+
 
 def add_arguments(parser):
-    parser.add_argument('config', help='distillation config')
+    add_config_arguments(parser)
     parser.add_argument('--batch-size', type=int, default=None, help='per-device batch (default: the config)')
     parser.add_argument('--iters', type=int, default=10, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations')
@@ -24,17 +26,11 @@ def add_arguments(parser):
     parser.add_argument('--dtype', default='auto', choices=['auto', 'float16', 'bfloat16', 'float32'],
                         help="autocast dtype ('auto': the config's AmpOptimWrapper dtype, else float32)")
     parser.add_argument('--random-weights', action='store_true', help='ignore checkpoint files in the config')
-    parser.add_argument('--cfg-options', nargs='+', default=None, help='key=value config overrides')
 
 
 def _sync(device):
     if str(device).startswith('cuda'):
         torch.cuda.synchronize()
-
-
-def _peak_rss_gib() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
 
 
 def _strip_checkpoints(cfg, force):
@@ -61,23 +57,12 @@ def _make_batch(cfg, batch, hw, seed=0):
 
 
 def run(args) -> dict:
-    from mmengine.config import Config, DictAction  # noqa: F401
     from mmengine.registry import init_default_scope
     import declip_mm  # noqa: F401
     from declip_mm.models.losses.declip_losses import boxes_to_rois, content_loss, context_loss, roi_align_1x1
     from declip_mm.registry import MODELS
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        opts = {}
-        for kv in args.cfg_options:
-            k, v = kv.split('=', 1)
-            try:
-                v = eval(v, {}, {})  # noqa: S307 - local CLI convenience
-            except Exception:  # noqa: BLE001
-                pass
-            opts[k] = v
-        cfg.merge_from_dict(opts)
+    cfg = load_config(args.config, args.cfg_options)
     _strip_checkpoints(cfg, args.random_weights)
     init_default_scope('declip_mm')
     device = torch.device(args.device)
@@ -181,7 +166,7 @@ def run(args) -> dict:
         images_per_s=batch * args.iters / total, images_per_s_train_step=batch * args.iters / total_ts,
         ms_per_step={k: 1000 * v / args.iters for k, v in parts.items()},
         peak_mem_gib=(torch.cuda.max_memory_allocated(device) / 2 ** 30) if device.type == 'cuda' else None,
-        peak_rss_gib=_peak_rss_gib(),
+        peak_rss_gib=peak_mb('cpu') / 1024,
         last_loss=loss)
     print(f"distill benchmark [{res['device']}, {res['dtype']}, batch {batch}, "
           f"{res['student_size']} px, {res['crops_per_batch']} crops]")

@@ -9,14 +9,15 @@ same sliding-window + global inference as ``tools/test.py``, without data loadin
 The official CAT-Seg B/16 takes about 0.6 s/image on a GPU at batch 1.
 """
 import copy
-import resource
 import time
 
 import torch
 
+from .common import add_config_arguments, load_config, peak_mb
+
 
 def add_arguments(parser):
-    parser.add_argument('config')
+    add_config_arguments(parser)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--random-weights', action='store_true', help='ignore the CLIP checkpoints in the config')
     parser.add_argument('--batch', type=int, default=1)
@@ -26,7 +27,6 @@ def add_arguments(parser):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
-    parser.add_argument('--cfg-options', nargs='+', default=None, help='key=value overrides')
 
 
 def _drop_ckpts(d):
@@ -42,23 +42,12 @@ def _drop_ckpts(d):
 
 
 def build_model(args):
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
     import declip_mm  # noqa: F401
     from declip_mm.registry import SEG_MODELS
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        opts = {}
-        for kv in args.cfg_options:
-            k, v = kv.split('=', 1)
-            try:
-                v = eval(v, {}, {})  # noqa: S307 (CLI convenience: numbers, tuples, None)
-            except Exception:  # noqa: BLE001
-                pass
-            opts[k] = v
-        cfg.merge_from_dict(opts)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     mcfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model))
     if args.random_weights:
@@ -105,6 +94,6 @@ def run(args) -> dict:
     if device.type == 'cuda':
         res['peak_gpu_mem_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
         res['gpu'] = torch.cuda.get_device_name()
-    res['peak_rss_mib'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    res['peak_rss_mib'] = round(peak_mb('cpu'), 1)
     print(res)
     return res

@@ -2,7 +2,7 @@
 
 ``alpha >= 1`` disables it (the official default 2.0). Training always continues on the raw student.
 """
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from mmengine.model import is_model_wrapper

@@ -3,7 +3,6 @@
 For each score type (``rois``, ``maskpool``, ``crops``): class-mean top-1 / top-5 accuracy, separately over thing
 and stuff regions (``mAcc`` = mean over the classes that occur of the per-class accuracy), in percent.
 """
-from collections import defaultdict
 from typing import Dict, List, Sequence
 
 import numpy as np

@@ -25,7 +25,7 @@ def test_gen_tool_pt_and_npy_match(tmp_path):
     tool = load_tool('tools/gen_text_embeddings.py')
     pt, npy = str(tmp_path / 'e.pt'), str(tmp_path / 'e.npy')
     names = ['cat', 'traffic_light', 'elephant']
-    emb = tool.main(['--classes', ','.join(names), '--out', pt, '--npy', npy, '--tiny', 'eva', '--device', 'cpu'])
+    tool.main(['--classes', ','.join(names), '--out', pt, '--npy', npy, '--tiny', 'eva', '--device', 'cpu'])
     d = torch.load(pt)
     assert list(d) == names + ['background']
     assert all(v.shape == (32, ) and abs(v.norm().item() - 1) < 1e-5 for v in d.values())

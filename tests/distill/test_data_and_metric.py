@@ -1,7 +1,6 @@
 """Dataset / sampler behaviour and the region-classification metric."""
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 """The lvis/numpy-2 compatibility spot: LVISEval (used by mmdet's LVISMetric) runs after importing declip_mm."""
 import json
-import warnings
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 

@@ -11,7 +11,7 @@ only), ``'self_vfm'`` (self-distillation + VFM correlations on the same undecoup
 """
 import contextlib
 import copy
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F

@@ -17,7 +17,6 @@ import sys
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn as nn
 from mmengine.model import BaseModule
 
 from declip_mm.registry import MODELS
