@@ -41,8 +41,12 @@ def run(args):
     torch.manual_seed(0)
     ref = open_clip.create_model(args.model, pretrained=None, force_quick_gelu=clip_family(args.model) == 'openai',
                                  force_image_size=(H, W)).eval()
-    bb = DeCLIPViT(args.model, out_types=('dense', ), frozen=True)
-    bb.visual.load_state_dict(ref.visual.state_dict(), strict=False)
+    # same native grid as the reference, so neither side resizes position embeddings
+    grid = dict(image_size=[H, W])
+    if clip_family(args.model) == 'eva':
+        grid['timm_kwargs'] = dict(img_size=(H, W))
+    bb = DeCLIPViT(args.model, model_overrides=dict(vision_cfg=grid), out_types=('dense', ), frozen=True)
+    bb.visual.load_state_dict(ref.visual.state_dict())
     ref.to(args.device, dtype)
     bb.to(args.device, dtype)
     x = torch.randn(args.batch, 3, H, W, device=args.device, dtype=dtype)
