@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/tools/bootstrap.sh"
 cd "$ROOT"
 set +e
-"${DECLIP_VENV:-$ROOT/.venv}/bin/python" -m pytest -q "${@:-tests}"
+"${DECLIP_VENV:-$ROOT/.venv}/bin/python" -m pytest -q "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi

@@ -5,14 +5,17 @@
    builtin ``float``).  Remove once lvis ships a fixed release.
 2. torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 does not pass the argument: its own
    training checkpoints (``HistoryBuffer`` and numpy arrays in the message hub) then fail to load, which breaks
-   ``--resume``, ``load_from`` and ``tools/test.py CKPT``.  We re-register mmengine's local-file loader so that it
-   loads with ``weights_only=True`` and those types allow-listed; only a file that still needs the full unpickler
-   (e.g. a checkpoint with custom objects in its meta) falls back to it, with a warning naming the file.
+   ``--resume``, ``load_from`` and ``tools/test.py CKPT``.  We re-register mmengine's local-file loader: it first
+   loads with ``weights_only=True`` (numpy arrays / dtypes and ``HistoryBuffer`` allow-listed), which is enough for
+   plain weight files; mmengine's own run-state checkpoints also pickle a bound method (``getattr``), which no
+   allow-list can admit without defeating ``weights_only``, so those fall back to the full unpickler, as every
+   mmengine run did before torch 2.6 (logged once per file).  Backbone weights are always read by
+   ``declip_mm.models.backbones.checkpoint`` with ``weights_only=True`` and no fallback.
    Remove once mmengine passes ``weights_only`` itself.
 """
+import logging
 import os.path as osp
 import pickle
-import warnings
 
 import numpy as np
 import torch
@@ -39,9 +42,11 @@ def load_mmengine_checkpoint(filename, map_location=None):
     try:
         with torch.serialization.safe_globals(_mmengine_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        warnings.warn(f'{filename}: needs the full unpickler ({str(e).splitlines()[0][:160]}); loading it with '
-                      'weights_only=False: only do this for checkpoints you trust')
+    except pickle.UnpicklingError:
+        from mmengine.logging import print_log
+        print_log(f'{filename}: an mmengine run-state checkpoint (pickled objects beyond tensors); loading it with '
+                  'weights_only=False, as mmengine did before torch 2.6. Only load checkpoints you trust.',
+                  logger='current', level=logging.INFO)
         return torch.load(filename, map_location=map_location, weights_only=False)
 
 

@@ -339,3 +339,16 @@ def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match='Unknown open_clip model'):
         DeCLIPViT('ViT-Q-99')
     assert math.isclose(_tiny('openai').attn_scale, 16 ** -0.5) and _tiny('eva').attn_scale == 1.0
+
+
+def test_activation_checkpointing_gives_identical_gradients():
+    x = torch.randn(2, 3, 32, 48)
+    grads = []
+    for with_cp in (False, True):
+        bb = _tiny('eva', dense_mode='csa', with_cp=with_cp).train()
+        out = bb.extract(x, ('dense', 'cls'))
+        (out['dense'].square().mean() + out['cls'].square().mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in bb.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n

@@ -33,8 +33,9 @@ def test_lvis_eval_runs_under_numpy2(tmp_path):
     assert res['APf'] == pytest.approx(0.0)  # the frequent one is missed
 
 
-def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
-    """mmengine training checkpoints (HistoryBuffer + numpy in the message hub) load under torch's weights_only."""
+def test_mmengine_checkpoints_load_under_torch_weights_only_default(tmp_path):
+    """mmengine run-state checkpoints (HistoryBuffer + numpy in the message hub) load although torch now defaults to
+    weights_only=True; a plain weights file takes the safe path (no full unpickler)."""
     import torch
     from mmengine.logging import MessageHub
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -54,3 +55,17 @@ def test_mmengine_checkpoints_load_with_weights_only(tmp_path):
     buf = out['message_hub']['log_scalars']['train/loss']
     assert buf.mean() == pytest.approx(1.0)
     assert load_mmengine_checkpoint(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == 7
+    torch.save({'state_dict': {'w': torch.ones(3)}, 'meta': {'seed': np.int64(1), 'arr': np.zeros(2)}},
+               tmp_path / 'plain.pth')
+    real_load = torch.load
+    calls = []
+
+    def spy(*a, **k):
+        calls.append(k.get('weights_only'))
+        return real_load(*a, **k)
+    torch.load = spy
+    try:
+        out = load_mmengine_checkpoint(str(tmp_path / 'plain.pth'))
+    finally:
+        torch.load = real_load
+    assert calls == [True] and out['meta']['seed'] == 1
