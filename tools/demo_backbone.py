@@ -14,14 +14,11 @@ import torch
 
 
 def load_image(path, size):
+    """RGB uint8 (size, size, 3): the training letterbox (longest side = size, black pad right/bottom)."""
     from PIL import Image
-    img = Image.open(path).convert('RGB')
-    w, h = img.size
-    s = size / max(w, h)  # letterbox: longest side = size, pad right/bottom
-    img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-    canvas = Image.new('RGB', (size, size))
-    canvas.paste(img, (0, 0))
-    return np.asarray(canvas)
+
+    from declip_mm.datasets.transforms.grid_crops import letterbox
+    return letterbox(np.asarray(Image.open(path).convert('RGB')), size)[0]
 
 
 def default_image():

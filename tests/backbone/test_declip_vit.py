@@ -352,3 +352,19 @@ def test_activation_checkpointing_gives_identical_gradients():
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n
+
+
+@pytest.mark.parametrize('mode', DECOUPLED_MODES)
+def test_demo_attention_maps_are_the_forward_attention(mode):
+    from declip_mm.models.backbones import decoupled_attention
+    from declip_mm.models.backbones.attention_maps import anchor_attention, attention_weights
+    bb = _tiny('eva', dense_mode=mode)
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        q, k, v = bb._tower.qkv(bb._tower.blocks[-1], _last_block_input(bb, x))
+        A = attention_weights(q, k, v, mode, bb.attn_scale)
+        assert torch.allclose(A @ v, decoupled_attention(q, k, v, mode, bb.attn_scale), atol=1e-5)
+        maps = anchor_attention(bb, x, mode, [(1, 2), (2, 0)])
+    assert maps.shape == (2, 3, 4)
+    ref = A.mean(dim=1)[0, [1 + 1 * 4 + 2, 1 + 2 * 4 + 0], 1:] / (2 if mode == 'csa' else 1)
+    assert torch.allclose(maps.flatten(1), ref, atol=1e-6)

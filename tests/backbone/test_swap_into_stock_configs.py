@@ -10,6 +10,7 @@ from declip_mm.models.backbones import tiny_clip_overrides
 
 
 def _stock_config(package, rel):
+    """A config file shipped inside the installed mmdet / mmseg package."""
     mod = __import__(package)
     path = os.path.join(os.path.dirname(mod.__file__), '.mim', 'configs', rel)
     assert os.path.isfile(path), f'stock config missing from the installed {package}: {path}'
@@ -31,23 +32,19 @@ def _train_and_predict(model, data):
 
 
 def test_mmdet_faster_rcnn_with_declip_backbone():
+    """configs/fvit/faster-rcnn_declipvit-b16_simple-pyramid_fpn_1x_coco.py: the installed mmdet's own
+    faster-rcnn_r50_fpn_1x_coco.py (``mmdet::`` base) with the ResNet swapped for DeCLIPViT + simple pyramid."""
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
     from mmdet.utils import register_all_modules
+    from mmengine.structures import InstanceData
     register_all_modules()
-    cfg = _stock_config('mmdet', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
-    cfg.custom_imports = dict(imports=['declip_mm'])
-    cfg.model.backbone = dict(type='DeCLIPViT', model_name='EVA02-B-16', model_overrides=tiny_clip_overrides('eva'),
-                              out_indices=(0, 1, 2, 3), last_feat_mode='maskclip', out_types=('feats', ),
-                              frozen=True)
-    cfg.model.neck = [dict(type='FViTSimplePyramid', in_channels=64, norm_cfg=dict(type='BN')),
-                      dict(type='FPN', in_channels=[64] * 4, out_channels=64, num_outs=5)]
-    cfg.model.rpn_head.in_channels = 64
-    cfg.model.roi_head.bbox_roi_extractor.out_channels = 64
-    cfg.model.roi_head.bbox_head.in_channels = 64
-    cfg.model.roi_head.bbox_head.fc_out_channels = 64
-    cfg.model.data_preprocessor.pad_size_divisor = 32
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cfg = Config.fromfile(os.path.join(repo, 'configs/fvit/faster-rcnn_declipvit-b16_simple-pyramid_fpn_1x_coco.py'))
+    assert cfg.model.type == 'FasterRCNN' and cfg.model.roi_head.type == 'StandardRoIHead'  # stock mmdet parts
+    cfg.model.backbone.update(checkpoint=None, model_overrides=tiny_clip_overrides('eva'), out_indices=(0, 1, 2, 3))
+    cfg.model.neck.necks[0].update(in_channels=64, norm_cfg=dict(type='BN'))
+    cfg.model.neck.necks[1].update(in_channels=[64] * 4)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -62,7 +59,9 @@ def test_mmdet_faster_rcnn_with_declip_backbone():
         samples.append(s)
     preds, losses, changed = _train_and_predict(model, dict(inputs=imgs, data_samples=samples))
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
     assert not any(n.startswith('backbone.') for n in changed)  # the frozen CLIP did not move
+    assert any(n.startswith('neck.necks.0.') for n in changed)  # the pyramid trains
     assert len(preds) == 2 and preds[0].pred_instances.bboxes.shape[1] == 4
 
 

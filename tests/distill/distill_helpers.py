@@ -3,8 +3,9 @@ import os.path as osp
 
 import torch
 
-TINY_EVA = dict(embed_dim=32, text_cfg=dict(width=32, heads=2, layers=2),
-                vision_cfg=dict(timm_kwargs=dict(embed_dim=64, depth=4, num_heads=4)))
+from declip_mm.models.backbones import tiny_clip_overrides
+
+TINY_EVA = tiny_clip_overrides('eva')
 TINY_VFM = dict(embed_dim=64, depth=2, num_heads=4, img_size=112)
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'declip')
 

@@ -47,8 +47,8 @@ def test_official_trainable_set_per_mode():
 
 def test_openai_family_qq_needs_split_qkv():
     from declip_mm.registry import MODELS
-    tiny_openai = dict(embed_dim=32, text_cfg=dict(width=32, heads=2, layers=2),
-                       vision_cfg=dict(width=64, layers=4, head_width=16))
+    from declip_mm.models.backbones import tiny_clip_overrides
+    tiny_openai = tiny_clip_overrides('openai')
     cfg = dict(type='DeCLIPDistiller', vfm=None, distill_mode='self', context_weight=0.0,
                student=dict(type='DeCLIPViT', model_name='ViT-B-16', model_overrides=tiny_openai, dense_mode='qq'))
     # 'self' mode does not need a decoupled student, but 'qq' + packed in_proj cannot freeze K alone

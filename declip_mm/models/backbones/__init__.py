@@ -1,7 +1,7 @@
-from .checkpoint import CheckpointError, export_backbone, load_clip_state_dict, read_checkpoint
+from .checkpoint import CheckpointError, CheckpointNotFoundError, export_backbone, load_clip_state_dict, read_checkpoint
 from .clip_builder import CLIP_MEAN, CLIP_STD, SUPPORTED_MODELS, build_clip_model, clip_family, tiny_clip_overrides
 from .declip_vit import DECOUPLED_MODES, MODES, DeCLIPViT, decoupled_attention
 
-__all__ = ['DeCLIPViT', 'decoupled_attention', 'MODES', 'DECOUPLED_MODES', 'build_clip_model', 'clip_family',
+__all__ = ['CheckpointNotFoundError', 'DeCLIPViT', 'decoupled_attention', 'MODES', 'DECOUPLED_MODES', 'build_clip_model', 'clip_family',
            'tiny_clip_overrides', 'SUPPORTED_MODELS', 'CLIP_MEAN', 'CLIP_STD', 'CheckpointError', 'export_backbone',
            'load_clip_state_dict', 'read_checkpoint']

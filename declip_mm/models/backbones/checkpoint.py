@@ -27,23 +27,40 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """Load a checkpoint file -> (flat state dict with wrappers and ``module.`` removed, declip_mm meta or {})."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint file not found: {path}')
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist."""
+
+
+def read_checkpoint(path: str, wrapper_keys=('state_dict', 'model', 'module')
+                    ) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """Load a checkpoint file -> (flat state dict with wrappers and ``module.`` removed, declip_mm meta or {}).
+
+    ``.safetensors`` files are read with safetensors; everything else with ``torch.load(weights_only=True)``.
+    Nested wrappers named in ``wrapper_keys`` are unwrapped (e.g. DINO's ``teacher``).
+    """
+    if not path or not os.path.isfile(path):
+        raise CheckpointNotFoundError(f'checkpoint file not found: {path!r} (weights are only read from local '
+                                      'files: download them once and point the config at the file)')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            obj = load_file(path)
+        else:
+            obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated zip, pickle with code objects, TorchScript archive, ...
         raise CheckpointError(
             f'could not read checkpoint {path!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). The file is '
             'truncated/corrupt, or not a plain state dict (OpenAI TorchScript archives must first be converted to a '
             'state dict, e.g. with open_clip.load_checkpoint + torch.save(model.state_dict())).') from e
     meta = {}
-    if isinstance(obj, dict):
-        meta = (obj.get('meta') or {}).get('declip_mm', {}) if isinstance(obj.get('meta'), dict) else {}
-        for key in ('state_dict', 'model', 'module'):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
+    if isinstance(obj, dict) and isinstance(obj.get('meta'), dict):
+        meta = obj['meta'].get('declip_mm', {})
+    unwrapped = True
+    while unwrapped and isinstance(obj, dict):
+        unwrapped = False
+        for key in wrapper_keys:
+            if isinstance(obj.get(key), dict):
+                obj, unwrapped = obj[key], True
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f'{path!r} does not contain a state dict of tensors')

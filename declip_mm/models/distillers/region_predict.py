@@ -21,7 +21,7 @@ def class_embeddings(model, classes, device) -> torch.Tensor:
     te = model._text_encoder
     if not classes:
         raise ValueError('region classification: the dataset provides no class names')
-    return F.normalize(te.embed_classes(list(classes), VILD_TEMPLATES, vild_formatter).to(device).float(), dim=-1)
+    return te.embed_classes(list(classes), VILD_TEMPLATES, vild_formatter).to(device).float()  # unit rows
 
 
 @torch.no_grad()

@@ -1,11 +1,12 @@
 """The official DeCLIP trainable set of the student (method doc section 5)."""
 from typing import List, Set, Union
 
+from declip_mm.models.backbones import DECOUPLED_MODES
+
 # last-block attention parts the loss never reaches, per dense mode (frozen to keep DDP free of unused params);
 # qq -> K (official), kk -> Q (official); vv / maskclip use neither Q nor K.
 UNUSED_LAST_PARTS = dict(qq=('k', ), kk=('q', ), vv=('q', 'k'), csa=(), all=(), maskclip=('q', 'k'),
                          maskclip_cls=('q', 'k'), vanilla=())
-DECOUPLED_MODES = ('qq', 'kk', 'vv', 'csa', 'all')
 
 
 def official_trainable_names(backbone, dense_mode: str, unlocked_blocks: Union[str, int] = 'all') -> List[str]:
@@ -31,8 +32,7 @@ def official_trainable_names(backbone, dense_mode: str, unlocked_blocks: Union[s
     frozen: Set[str] = set(backbone.stem_param_names()) | set(backbone.head_param_names())
     last = nb - 1
     if dense_mode in DECOUPLED_MODES:
-        frozen |= set(backbone.block_param_names(last, 'ffn'))
-        frozen |= {n for n in backbone.block_param_names(last) if any(s in n for s in ('norm2', 'ln_2'))}
+        frozen |= set(backbone.block_param_names(last, 'ffn'))  # norm2 / ln_2 + mlp
     unused = UNUSED_LAST_PARTS[dense_mode]
     used = [p for p in ('q', 'k', 'v') if p not in unused]
     for part in unused:

@@ -16,13 +16,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from declip_mm.models.text.templates import processed_name
 from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 
 BACKGROUND = 'background'
-
-
-def _clean(name: str) -> str:
-    return name.replace('_', ' ').replace('/', ' or ').lower().rstrip('.')
 
 
 def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
@@ -54,19 +51,19 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
         from declip_mm.datasets.ov_detection import NAME_ALIASES
         lookup = dict(source)
         for k, v in source.items():
-            lookup.setdefault(_clean(k), v)
+            lookup.setdefault(processed_name(k), v)
         for a, b in list(NAME_ALIASES.items()) + [(b, a) for a, b in NAME_ALIASES.items()]:
             if b in lookup:
                 lookup.setdefault(a, lookup[b])
-                lookup.setdefault(_clean(a), lookup[b])
+                lookup.setdefault(processed_name(a), lookup[b])
         if class_names is None:
             class_names = [k for k in source if k != BACKGROUND]
         names = list(class_names) + [BACKGROUND]
-        missing = [n for n in names if n not in lookup and _clean(n) not in lookup]
+        missing = [n for n in names if n not in lookup and processed_name(n) not in lookup]
         if missing:
             raise KeyError(f'{what}: {len(missing)} class name(s) have no text embedding, e.g. {missing[:5]} '
                            f'(the file has {len(source)} entries; regenerate it for this class list)')
-        rows = [torch.as_tensor(np.asarray(lookup[n] if n in lookup else lookup[_clean(n)]), dtype=torch.float32)
+        rows = [torch.as_tensor(np.asarray(lookup[n] if n in lookup else lookup[processed_name(n)]), dtype=torch.float32)
                 for n in names]
         emb = torch.stack([r.flatten() for r in rows])
     else:

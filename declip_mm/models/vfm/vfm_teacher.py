@@ -12,13 +12,13 @@ Weights come only from a local file (``checkpoint``): original releases (DINOv2 
 ``sam_vit_*.pth``, DINOv3) and timm-format files are accepted through timm's own ``checkpoint_filter_fn``. A missing
 file or a key/shape mismatch raises an error that names the problem. Nothing is ever downloaded (``pretrained=False``).
 """
-import os.path as osp
 import sys
 from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
 
+from declip_mm.models.backbones.checkpoint import read_checkpoint
 from declip_mm.registry import MODELS
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -52,20 +52,8 @@ VFM_SPECS: Dict[str, dict] = {
 
 
 def _load_file(path: str) -> dict:
-    if not path or not osp.isfile(path):
-        raise FileNotFoundError(f'VFM teacher: checkpoint file {path!r} not found (weights are only read from '
-                                f'local files; download them once and point `checkpoint` at the file)')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        sd = load_file(path)
-    else:
-        sd = torch.load(path, map_location='cpu', weights_only=True)
-    for key in ('state_dict', 'model', 'module', 'teacher'):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise ValueError(f'VFM teacher: {path!r} does not contain a state dict')
-    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
+    """State dict of a local VFM checkpoint (``.pth`` / ``.pt`` / ``.safetensors``; DINO's ``teacher`` unwrapped)."""
+    return read_checkpoint(path, wrapper_keys=('state_dict', 'model', 'module', 'teacher'))[0]
 
 
 @MODELS.register_module()
