@@ -17,6 +17,7 @@ model = dict(
         _delete_=True,
         type='SequentialNeck',
         necks=[
-            dict(type='FViTSimplePyramid', in_channels=768, norm_cfg=dict(type='SyncBN', requires_grad=True)),
+            dict(type='mmseg.Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5],
+                 norm_cfg=dict(type='SyncBN', requires_grad=True)),
             dict(type='FPN', in_channels=[768, 768, 768, 768], out_channels=256, num_outs=5),
         ]))

@@ -9,7 +9,7 @@ model = dict(
     backbone=dict(model_name='EVA02-L-14-336', checkpoint='checkpoints/EVA02_CLIP_L_336_psz14_s6B.pt',
                   out_indices=(6, 10, 14, 23)),
     neck=dict(necks=[
-        dict(type='FViTSimplePyramid', in_channels=1024, norm_cfg=norm_cfg),
+        dict(type='mmseg.Feature2Pyramid', embed_dim=1024, rescales=[4, 2, 1, 0.5], norm_cfg=norm_cfg),
         dict(type='FPN', in_channels=[1024, 1024, 1024, 1024], out_channels=256, num_outs=5, norm_cfg=norm_cfg),
     ]),
     rpn_head=dict(norm_cfg=norm_cfg, anchor_generator=dict(strides=[3.5, 7, 14, 28, 56])),

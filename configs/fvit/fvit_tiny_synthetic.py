@@ -35,7 +35,7 @@ model = dict(
     neck=dict(
         type='SequentialNeck',
         necks=[
-            dict(type='FViTSimplePyramid', in_channels=64, norm_cfg=norm_cfg),
+            dict(type='mmseg.Feature2Pyramid', embed_dim=64, rescales=[4, 2, 1, 0.5], norm_cfg=norm_cfg),
             dict(type='FPN', in_channels=[64, 64, 64, 64], out_channels=32, num_outs=5, norm_cfg=norm_cfg),
         ]),
     rpn_head=dict(

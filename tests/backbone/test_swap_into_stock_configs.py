@@ -43,7 +43,7 @@ def test_mmdet_faster_rcnn_with_declip_backbone():
     cfg = Config.fromfile(os.path.join(repo, 'configs/fvit/faster-rcnn_declipvit-b16_simple-pyramid_fpn_1x_coco.py'))
     assert cfg.model.type == 'FasterRCNN' and cfg.model.roi_head.type == 'StandardRoIHead'  # stock mmdet parts
     cfg.model.backbone.update(checkpoint=None, model_overrides=tiny_clip_overrides('eva'), out_indices=(0, 1, 2, 3))
-    cfg.model.neck.necks[0].update(in_channels=64, norm_cfg=dict(type='BN'))
+    cfg.model.neck.necks[0].update(embed_dim=64, norm_cfg=dict(type='BN'))
     cfg.model.neck.necks[1].update(in_channels=[64] * 4)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -14,7 +14,7 @@ from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 class FViT(TwoStageDetector):
     """Two-stage detector on a frozen ViT.
 
-    Pipeline: backbone taps (4 maps, stride p) -> ``neck`` (usually ``SequentialNeck[FViTSimplePyramid, FPN]``)
+    Pipeline: backbone taps (4 maps, stride p) -> ``neck`` (usually ``SequentialNeck[mmseg Feature2Pyramid, FPN]``)
     -> RPN -> RoI head.  At test time the backbone's dense CLIP map ``vlm_feat`` ((B, D, H/p, W/p), L2-normalised
     per location; DeCLIPViT output ``'dense'``, whose last-block mode is the backbone's ``dense_mode``) is passed to
     an :class:`FViTRoIHead`, which ensembles detector and CLIP scores on the RPN proposals.

@@ -1,3 +1,4 @@
-from .simple_pyramid import FViTSimplePyramid, SequentialNeck
+# F-ViT's simple pyramid is mmseg's Feature2Pyramid(rescales=[4, 2, 1, 0.5]) (tests/converters/test_neck.py).
+from .sequential_neck import SequentialNeck
 
-__all__ = ['FViTSimplePyramid', 'SequentialNeck']
+__all__ = ['SequentialNeck']

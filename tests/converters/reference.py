@@ -1,0 +1,284 @@
+"""Plain-torch re-implementations of the ORIGINAL forwards, written from the original code's math and fed with
+weights in the ORIGINAL key names (EVA-CLIP release / OpenAI CLIP / CLIPSelf F-ViT / CAT-Seg).  They share no code
+with declip_mm, so a converter that puts a tensor in the wrong place makes the outputs differ.
+
+Also: original key layouts with shapes (written from reading the original model code), used to synthesise
+checkpoints in the original format.
+"""
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+
+# ------------------------------------------------------------------------------------------------ key layouts
+def eva_clip_visual_layout(width, depth, embed_dim, grid, patch=16, mlp_hidden=None, head_dim=64, prefix='visual.'):
+    """EVA02-CLIP image tower (EVA-CLIP ``EVAVisionTransformer``: subln, SwiGLU ``w1/w2/w3`` + ``ffn_ln``,
+    q/v biases, rope buffers shared by the tower and every block)."""
+    hid = mlp_hidden or int(width * 2.6667)
+    L = OrderedDict()
+    L[prefix + 'cls_token'] = (1, 1, width)
+    L[prefix + 'pos_embed'] = (1, grid * grid + 1, width)
+    L[prefix + 'patch_embed.proj.weight'] = (width, 3, patch, patch)
+    L[prefix + 'patch_embed.proj.bias'] = (width, )
+    L[prefix + 'rope.freqs_cos'] = (grid * grid, head_dim)
+    L[prefix + 'rope.freqs_sin'] = (grid * grid, head_dim)
+    for i in range(depth):
+        b = f'{prefix}blocks.{i}.'
+        for n in ('norm1', 'norm2'):
+            L[b + n + '.weight'] = L[b + n + '.bias'] = (width, )
+        for n in ('q_proj', 'k_proj', 'v_proj'):
+            L[b + f'attn.{n}.weight'] = (width, width)
+        L[b + 'attn.q_bias'] = L[b + 'attn.v_bias'] = (width, )
+        L[b + 'attn.rope.freqs_cos'] = L[b + 'attn.rope.freqs_sin'] = (grid * grid, head_dim)
+        L[b + 'attn.inner_attn_ln.weight'] = L[b + 'attn.inner_attn_ln.bias'] = (width, )
+        L[b + 'attn.proj.weight'] = (width, width)
+        L[b + 'attn.proj.bias'] = (width, )
+        L[b + 'mlp.w1.weight'] = L[b + 'mlp.w2.weight'] = (hid, width)
+        L[b + 'mlp.w1.bias'] = L[b + 'mlp.w2.bias'] = (hid, )
+        L[b + 'mlp.ffn_ln.weight'] = L[b + 'mlp.ffn_ln.bias'] = (hid, )
+        L[b + 'mlp.w3.weight'] = (width, hid)
+        L[b + 'mlp.w3.bias'] = (width, )
+    L[prefix + 'norm.weight'] = L[prefix + 'norm.bias'] = (width, )
+    L[prefix + 'head.weight'] = (embed_dim, width)
+    L[prefix + 'head.bias'] = (embed_dim, )
+    return L
+
+
+def text_layout(width, layers, embed_dim, vocab=49408, ctx=77, prefix='', split_qkv=False):
+    """CLIP text tower (OpenAI / EVA-CLIP ``TextTransformer`` naming; CAT-Seg's VPT CLIP splits q/k/v)."""
+    L = OrderedDict()
+    L[prefix + 'positional_embedding'] = (ctx, width)
+    L[prefix + 'text_projection'] = (width, embed_dim)
+    L[prefix + 'token_embedding.weight'] = (vocab, width)
+    for i in range(layers):
+        b = f'{prefix}transformer.resblocks.{i}.'
+        if split_qkv:
+            for n in 'qkv':
+                L[b + f'attn.{n}_proj_weight'] = (width, width)
+        else:
+            L[b + 'attn.in_proj_weight'] = (3 * width, width)
+        L[b + 'attn.in_proj_bias'] = (3 * width, )
+        L[b + 'attn.out_proj.weight'] = (width, width)
+        L[b + 'attn.out_proj.bias'] = (width, )
+        for n in ('ln_1', 'ln_2'):
+            L[b + n + '.weight'] = L[b + n + '.bias'] = (width, )
+        L[b + 'mlp.c_fc.weight'] = (4 * width, width)
+        L[b + 'mlp.c_fc.bias'] = (4 * width, )
+        L[b + 'mlp.c_proj.weight'] = (width, 4 * width)
+        L[b + 'mlp.c_proj.bias'] = (width, )
+    L[prefix + 'ln_final.weight'] = L[prefix + 'ln_final.bias'] = (width, )
+    return L
+
+
+def openai_visual_layout(width, layers, embed_dim, grid, patch=16, prefix='visual.', split_qkv=False):
+    """OpenAI CLIP ``VisualTransformer`` (CAT-Seg's VPT copy splits q/k/v and keeps the packed bias)."""
+    L = OrderedDict()
+    L[prefix + 'class_embedding'] = (width, )
+    L[prefix + 'positional_embedding'] = (grid * grid + 1, width)
+    L[prefix + 'proj'] = (width, embed_dim)
+    L[prefix + 'conv1.weight'] = (width, 3, patch, patch)
+    L[prefix + 'ln_pre.weight'] = L[prefix + 'ln_pre.bias'] = (width, )
+    blocks = text_layout(width, layers, embed_dim, prefix=prefix, split_qkv=split_qkv)
+    for k, v in blocks.items():
+        if '.resblocks.' in k:
+            L[k] = v
+    L[prefix + 'ln_post.weight'] = L[prefix + 'ln_post.bias'] = (width, )
+    return L
+
+
+def randomize(layout, seed=0, scale=0.05):
+    """Random tensors for a layout; norms around 1, ``num_batches_tracked`` integer, RoPE left to the caller."""
+    g = torch.Generator().manual_seed(seed)
+    out = OrderedDict()
+    for k, shape in layout.items():
+        if k.endswith('num_batches_tracked'):
+            out[k] = torch.tensor(7)
+        elif k.endswith('running_var'):
+            out[k] = torch.rand(shape, generator=g) + 0.5
+        elif k.endswith(('norm1.weight', 'norm2.weight', 'norm.weight', 'ln.weight', '_ln.weight', 'ln_1.weight',
+                         'ln_2.weight', 'ln_pre.weight', 'ln_post.weight', 'ln_final.weight')):
+            out[k] = 1 + scale * torch.randn(shape, generator=g)
+        else:
+            out[k] = scale * torch.randn(shape, generator=g)
+    return out
+
+
+def eva_rope_tables(grid, head_dim, pt=16, theta=10000.):
+    """EVA-CLIP ``VisionRotaryEmbeddingFast(dim=head_dim/2, pt_seq_len=pt, ft_seq_len=grid)``: (cos, sin),
+    each (grid*grid, head_dim)."""
+    dim = head_dim // 2
+    freqs = 1. / (theta ** (torch.arange(0, dim, 2)[:dim // 2].float() / dim))
+    t = torch.arange(grid) / grid * pt
+    f = torch.einsum('i,f->if', t, freqs).repeat_interleave(2, dim=-1)  # (grid, dim): f0 f0 f1 f1 ...
+    f = torch.cat([f[:, None, :].expand(grid, grid, dim), f[None, :, :].expand(grid, grid, dim)], dim=-1)
+    f = f.reshape(grid * grid, 2 * dim)
+    return f.cos(), f.sin()
+
+
+# ------------------------------------------------------------------------------------------------ EVA-CLIP forward
+def _ln(x, p, name, eps=1e-6):
+    return F.layer_norm(x, x.shape[-1:], p[name + '.weight'], p[name + '.bias'], eps)
+
+
+def _rotate_half(t):
+    t2 = t.reshape(*t.shape[:-1], -1, 2)
+    return torch.stack((-t2[..., 1], t2[..., 0]), dim=-1).flatten(-2)
+
+
+def eva_clip_visual(p, img, num_heads, taps=(), last='vanilla', prefix='visual.', patch=16):
+    """EVA-CLIP tower on release-named weights.  Returns dict(taps=[(B,C,h,w)], tokens=(B,1+N,C) after the last
+    block (``last``: 'vanilla' or 'maskclip' = CLIPSelf's ``forward_without_attn``), cls=(B,D), dense=(B,D,h,w)
+    (final norm + head of the patch tokens, not normalised))."""
+    x = F.conv2d(img, p[prefix + 'patch_embed.proj.weight'], p[prefix + 'patch_embed.proj.bias'], stride=patch)
+    B, C, h, w = x.shape
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([p[prefix + 'cls_token'].expand(B, -1, -1), x], dim=1)
+    pos = p[prefix + 'pos_embed']
+    g0 = int(round((pos.shape[1] - 1) ** 0.5))
+    if (h, w) != (g0, g0):  # CLIPSelf rescale_positional_embedding: bicubic, align_corners=False
+        grid = pos[0, 1:].T.reshape(1, C, g0, g0)
+        grid = F.interpolate(grid, (h, w), mode='bicubic', align_corners=False).reshape(C, h * w).T
+        pos = torch.cat([pos[:, :1], grid[None]], dim=1)
+    x = x + pos
+    hd = C // num_heads
+    assert h == w
+    cos, sin = eva_rope_tables(h, hd)
+    depth = 1 + max(int(k[len(prefix + 'blocks.'):].split('.')[0]) for k in p if k.startswith(prefix + 'blocks.'))
+    outs = []
+    for i in range(depth):
+        b = f'{prefix}blocks.{i}.'
+        y = _ln(x, p, b + 'norm1')
+        if i == depth - 1 and last == 'maskclip':
+            v = F.linear(y, p[b + 'attn.v_proj.weight'], p[b + 'attn.v_bias'])
+            o = F.linear(_ln(v, p, b + 'attn.inner_attn_ln'), p[b + 'attn.proj.weight'], p[b + 'attn.proj.bias'])
+        else:
+            q = F.linear(y, p[b + 'attn.q_proj.weight'], p[b + 'attn.q_bias'])
+            k = F.linear(y, p[b + 'attn.k_proj.weight'])
+            v = F.linear(y, p[b + 'attn.v_proj.weight'], p[b + 'attn.v_bias'])
+            q, k, v = (t.reshape(B, -1, num_heads, hd).transpose(1, 2) for t in (q, k, v))
+            q = torch.cat([q[:, :, :1], q[:, :, 1:] * cos + _rotate_half(q[:, :, 1:]) * sin], dim=2)
+            k = torch.cat([k[:, :, :1], k[:, :, 1:] * cos + _rotate_half(k[:, :, 1:]) * sin], dim=2)
+            a = ((q * hd ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+            o = (a @ v).transpose(1, 2).reshape(B, -1, C)
+            o = F.linear(_ln(o, p, b + 'attn.inner_attn_ln'), p[b + 'attn.proj.weight'], p[b + 'attn.proj.bias'])
+        x = x + o
+        y = _ln(x, p, b + 'norm2')
+        hmid = F.silu(F.linear(y, p[b + 'mlp.w1.weight'], p[b + 'mlp.w1.bias'])) * \
+            F.linear(y, p[b + 'mlp.w2.weight'], p[b + 'mlp.w2.bias'])
+        x = x + F.linear(_ln(hmid, p, b + 'mlp.ffn_ln'), p[b + 'mlp.w3.weight'], p[b + 'mlp.w3.bias'])
+        if i in taps:
+            outs.append(x[:, 1:].transpose(1, 2).reshape(B, C, h, w))
+    xn = _ln(x, p, prefix + 'norm')
+    head = lambda t: F.linear(t, p[prefix + 'head.weight'], p[prefix + 'head.bias'])  # noqa: E731
+    dense = head(xn[:, 1:]).transpose(1, 2).reshape(B, -1, h, w)
+    return dict(taps=outs, tokens=x, cls=head(xn[:, 0]), dense=dense)
+
+
+# ------------------------------------------------------------------------------------------------ OpenAI forward
+def _mha(x, p, b, heads, mask=None):
+    """OpenAI ``nn.MultiheadAttention`` (batch-first here); packed or split q/k/v weights, packed bias."""
+    C = x.shape[-1]
+    if b + 'attn.in_proj_weight' in p:
+        W = p[b + 'attn.in_proj_weight']
+    else:
+        W = torch.cat([p[b + 'attn.q_proj_weight'], p[b + 'attn.k_proj_weight'], p[b + 'attn.v_proj_weight']])
+    q, k, v = F.linear(x, W, p[b + 'attn.in_proj_bias']).split(C, dim=-1)
+    B, N, _ = x.shape
+    q, k, v = (t.reshape(B, N, heads, -1).transpose(1, 2) for t in (q, k, v))
+    a = (q @ k.transpose(-2, -1)) * (C // heads) ** -0.5
+    if mask is not None:
+        a = a + mask
+    o = (a.softmax(-1) @ v).transpose(1, 2).reshape(B, N, C)
+    return F.linear(o, p[b + 'attn.out_proj.weight'], p[b + 'attn.out_proj.bias'])
+
+
+def _qgelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _mlp(x, p, b):
+    return F.linear(_qgelu(F.linear(x, p[b + 'mlp.c_fc.weight'], p[b + 'mlp.c_fc.bias'])),
+                    p[b + 'mlp.c_proj.weight'], p[b + 'mlp.c_proj.bias'])
+
+
+def openai_visual(p, img, heads, taps=(), dense=False, prefix='visual.', patch=16):
+    """OpenAI CLIP image tower; ``dense``: CAT-Seg's ``forward_dense`` last block (CLS + out_proj(V), then MLP) and
+    ln_post + proj on all tokens.  Returns dict(taps, cls (B,D) or None, dense (B,D,h,w) or None)."""
+    x = F.conv2d(img, p[prefix + 'conv1.weight'], stride=patch)
+    B, C, h, w = x.shape
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([p[prefix + 'class_embedding'].expand(B, 1, -1), x], dim=1)
+    pos = p[prefix + 'positional_embedding']
+    g0 = int(round((pos.shape[0] - 1) ** 0.5))
+    if (h, w) != (g0, g0):  # CAT-Seg resized_pos_embed: bicubic, align_corners=False
+        grid = pos[1:].reshape(1, g0, g0, C).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, (h, w), mode='bicubic', align_corners=False)[0].reshape(C, -1).T
+        pos = torch.cat([pos[:1], grid])
+    x = _ln(x + pos, p, prefix + 'ln_pre', 1e-5)
+    layers = 1 + max(int(k.split('resblocks.')[1].split('.')[0]) for k in p if k.startswith(prefix + 'transformer.'))
+    outs = []
+    for i in range(layers):
+        b = f'{prefix}transformer.resblocks.{i}.'
+        if dense and i == layers - 1:
+            y = _ln(x, p, b + 'ln_1', 1e-5)
+            if b + 'attn.in_proj_weight' in p:
+                W = p[b + 'attn.in_proj_weight']
+            else:
+                W = torch.cat([p[b + 'attn.q_proj_weight'], p[b + 'attn.k_proj_weight'], p[b + 'attn.v_proj_weight']])
+            v = F.linear(y, W, p[b + 'attn.in_proj_bias'])[..., 2 * C:]
+            v = F.linear(v, p[b + 'attn.out_proj.weight'], p[b + 'attn.out_proj.bias']) + x[:, :1]
+            x = v + _mlp(_ln(v, p, b + 'ln_2', 1e-5), p, b)
+        else:
+            x = x + _mha(_ln(x, p, b + 'ln_1', 1e-5), p, b, heads)
+            x = x + _mlp(_ln(x, p, b + 'ln_2', 1e-5), p, b)
+        if i in taps:
+            outs.append(x[:, 1:].transpose(1, 2).reshape(B, C, h, w))
+    if dense:
+        d = _ln(x, p, prefix + 'ln_post', 1e-5) @ p[prefix + 'proj']
+        return dict(taps=outs, cls=None, dense=d[:, 1:].transpose(1, 2).reshape(B, -1, h, w))
+    return dict(taps=outs, cls=_ln(x[:, 0], p, prefix + 'ln_post', 1e-5) @ p[prefix + 'proj'], dense=None)
+
+
+def clip_text(p, tokens, heads, prefix=''):
+    """CLIP text tower: causal attention, ln_final, EOT token (argmax id) @ text_projection."""
+    x = F.embedding(tokens, p[prefix + 'token_embedding.weight']) + p[prefix + 'positional_embedding']
+    N = x.shape[1]
+    mask = torch.full((N, N), float('-inf')).triu(1)
+    layers = 1 + max(int(k.split('resblocks.')[1].split('.')[0]) for k in p
+                     if k.startswith(prefix + 'transformer.resblocks.'))
+    for i in range(layers):
+        b = f'{prefix}transformer.resblocks.{i}.'
+        x = x + _mha(_ln(x, p, b + 'ln_1', 1e-5), p, b, heads, mask)
+        x = x + _mlp(_ln(x, p, b + 'ln_2', 1e-5), p, b)
+    x = _ln(x, p, prefix + 'ln_final', 1e-5)
+    return x[torch.arange(x.shape[0]), tokens.argmax(-1)] @ p[prefix + 'text_projection']
+
+
+# ------------------------------------------------------------------------------------------------ F-ViT pieces
+def fvit_pyramid(p, taps, prefix='backbone.', eps=1e-5):
+    """CLIPSelf ``EvaCLIPViT.interpolate1..4`` (eval-mode BN) on 4 maps."""
+    def bn(x, n):
+        return F.batch_norm(x, p[n + '.running_mean'], p[n + '.running_var'], p[n + '.weight'], p[n + '.bias'],
+                            False, 0.0, eps)
+    i1 = prefix + 'interpolate1.'
+    y1 = F.conv_transpose2d(taps[0], p[i1 + '0.weight'], p[i1 + '0.bias'], stride=2)
+    y1 = F.conv_transpose2d(F.gelu(bn(y1, i1 + '1')), p[i1 + '3.weight'], p[i1 + '3.bias'], stride=2)
+    y2 = F.conv_transpose2d(taps[1], p[prefix + 'interpolate2.0.weight'], p[prefix + 'interpolate2.0.bias'],
+                            stride=2)
+    return y1, y2, taps[2], F.max_pool2d(taps[3], 2, 2)
+
+
+def fvit_bbox_head_scores(p, cls_feat, vlm_feat, base_mask, alpha, beta, vlm_temperature,
+                          prefix='roi_head.bbox_head.'):
+    """CLIPSelf ``FViTBBoxHead.forward`` (test) from the cls branch input (N, F) of the last shared FC and the
+    pooled CLIP features (N, D): returns the ensembled (N, K+1) scores."""
+    x = F.relu(F.linear(cls_feat, p[prefix + 'cls_fcs.0.weight'], p[prefix + 'cls_fcs.0.bias']))
+    emb = F.normalize(p[prefix + 'all_embeddings'], dim=0)
+    s = (x / x.norm(dim=-1, keepdim=True)) @ emb * p[prefix + 'detect_temperature']
+    s = s.softmax(-1)
+    v = (F.normalize(vlm_feat, dim=-1) @ emb * vlm_temperature).softmax(-1)
+    out = s.clone()
+    out[:, base_mask] = s[:, base_mask] ** (1 - alpha) * v[:, base_mask] ** alpha
+    out[:, ~base_mask] = s[:, ~base_mask] ** (1 - beta) * v[:, ~base_mask] ** beta
+    return out
