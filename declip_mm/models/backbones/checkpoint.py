@@ -9,12 +9,18 @@ Accepted files (read with ``torch.load(weights_only=True)``):
   ``eva.checkpoint_filter_fn``;
 * DeCLIP / CLIPSelf training files (``epoch_k.pt``: the full CLIP in EVA naming under ``state_dict`` / ``model`` /
   ``module``, possibly with ``module.`` prefixes, text tower included);
-* our exported backbones (``{'state_dict': visual.*, 'meta': {'declip_mm': {...}}}``), which record the dense mode.
+* our exported backbones (``{'state_dict': visual.*, 'meta': {'declip_mm': {...}}}``), which record the dense mode;
+* OpenAI's TorchScript archives (``ViT-B-16.pt``, ``ViT-L-14-336px.pt``): their parameters and buffers are read by
+  :func:`read_torchscript_state_dict` without running any pickle code or TorchScript.
 
 Everything is normalised to the key names of an open_clip model (``visual.*`` plus the text tower's names).
 """
+import io
 import os
+import pickle
+import re
 import warnings
+import zipfile
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -45,13 +51,14 @@ def read_checkpoint(path: str, wrapper_keys=('state_dict', 'model', 'module')
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
             obj = load_file(path)
+        elif is_torchscript_archive(path):
+            obj = read_torchscript_state_dict(path)
         else:
             obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code objects, TorchScript archive, ...
+    except Exception as e:  # truncated zip, pickle with code objects, ...
         raise CheckpointError(
             f'could not read checkpoint {path!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). The file is '
-            'truncated/corrupt, or not a plain state dict (OpenAI TorchScript archives must first be converted to a '
-            'state dict, e.g. with open_clip.load_checkpoint + torch.save(model.state_dict())).') from e
+            'truncated/corrupt, or not a plain state dict / TorchScript archive.') from e
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get('meta'), dict):
         meta = obj['meta'].get('declip_mm', {})
@@ -66,6 +73,144 @@ def read_checkpoint(path: str, wrapper_keys=('state_dict', 'model', 'module')
         raise CheckpointError(f'{path!r} does not contain a state dict of tensors')
     sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in obj.items()}
     return sd, meta
+
+
+# ---------------------------------------------------------------------------------------------- TorchScript archives
+# A TorchScript archive is a zip: ``<name>/data.pkl`` (the module tree as a pickle of ``__torch__.*`` objects whose
+# state is a dict of attributes), ``<name>/data/<key>`` (raw tensor storages) and ``<name>/code/**.py`` (TorchScript
+# source declaring ``__parameters__`` / ``__buffers__`` per class).  We never call ``torch.jit.load`` (it would
+# compile and register that source) and never unpickle with ``pickle.load``'s default class lookup: the restricted
+# unpickler below resolves exactly the globals such an archive needs (tensor rebuild, storage dtypes, OrderedDict,
+# TorchScript's list/type-tag helpers) to local data-only stand-ins, and ``__torch__.*`` classes to an inert
+# attribute holder.  Anything else is an error.
+_TS_STORAGE_DTYPES = {
+    'FloatStorage': torch.float32, 'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,
+    'DoubleStorage': torch.float64, 'LongStorage': torch.int64, 'IntStorage': torch.int32,
+    'ShortStorage': torch.int16, 'CharStorage': torch.int8, 'ByteStorage': torch.uint8, 'BoolStorage': torch.bool}
+
+
+class _TSObject:
+    """Inert stand-in for a ``__torch__.*`` object (one subclass per class name): holds its attribute dict."""
+    _ts_class = ''
+    _ts_state: dict = {}
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise CheckpointError(f'TorchScript object {self._ts_class} has a non-dict state ({type(state).__name__})')
+        self._ts_state = state
+
+
+class _TSTensorRef:
+    def __init__(self, dtype, key):
+        self.dtype, self.key = dtype, key
+
+
+def _ts_rebuild_tensor(storage, offset, size, stride, *unused):
+    return ('tensor', storage, offset, tuple(size), tuple(stride))
+
+
+def _ts_identity(x, *unused):
+    return x
+
+
+class _TSUnpickler(pickle.Unpickler):
+    _ALLOWED = {
+        ('torch._utils', '_rebuild_tensor_v2'): _ts_rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor'): _ts_rebuild_tensor,
+        ('collections', 'OrderedDict'): dict,
+        ('torch.jit._pickle', 'build_intlist'): _ts_identity,
+        ('torch.jit._pickle', 'build_doublelist'): _ts_identity,
+        ('torch.jit._pickle', 'build_boollist'): _ts_identity,
+        ('torch.jit._pickle', 'build_tensorlist'): _ts_identity,
+        ('torch.jit._pickle', 'build_tensor_from_id'): _ts_identity,
+        ('torch.jit._pickle', 'restore_type_tag'): _ts_identity,
+    }
+
+    def find_class(self, module, name):
+        if module == 'torch' and name in _TS_STORAGE_DTYPES:
+            return _TS_STORAGE_DTYPES[name]
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[(module, name)]
+        if module == '__torch__' or module.startswith('__torch__.'):
+            return type(name, (_TSObject, ), {'_ts_class': f'{module}.{name}'})
+        raise CheckpointError(f'TorchScript archive needs the global {module}.{name}, which is not allowed')
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
+            raise CheckpointError(f'unexpected persistent id in TorchScript archive: {pid!r}')
+        dtype = pid[1]
+        if not isinstance(dtype, torch.dtype):
+            raise CheckpointError(f'unknown storage type {dtype!r} in TorchScript archive')
+        return _TSTensorRef(dtype, str(pid[2]))
+
+
+def is_torchscript_archive(path: str) -> bool:
+    """True for a zip whose pickle describes a scripted module (has a ``code/`` folder and ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any('/code/' in n for n in names) and any(n.endswith('/constants.pkl') for n in names)
+
+
+def _ts_declared_names(zf: zipfile.ZipFile, root: str) -> Dict[str, set]:
+    """class qualname -> names declared in ``__parameters__`` / ``__buffers__`` of the archive's code files (read
+    as text)."""
+    out = {}
+    for n in zf.namelist():
+        if not (n.startswith(root + 'code/') and n.endswith('.py')):
+            continue
+        mod = '.'.join(n[len(root + 'code/'):-len('.py')].split('/'))
+        src = zf.read(n).decode('utf-8', 'replace')
+        for m in re.finditer(r'^class (\w+)\(Module\):\n((?:[ \t]+.*\n|\n)*)', src, flags=re.M):
+            body = m.group(2)
+            names = set()
+            for key in ('__parameters__', '__buffers__'):
+                d = re.search(key + r' = \[([^\]]*)\]', body)
+                if d:
+                    names |= set(re.findall(r'"([^"]+)"', d.group(1)))
+            out[f'{mod}.{m.group(1)}'] = names
+    return out
+
+
+def read_torchscript_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Parameters and buffers of a TorchScript archive (e.g. OpenAI's ``ViT-B-16.pt``) as a flat state dict.
+
+    Only tensors a class declares in ``__parameters__`` / ``__buffers__`` are returned (plain tensor attributes
+    such as OpenAI's ``attn_mask`` are not weights).  No pickle code and no TorchScript runs (see above).
+    """
+    with zipfile.ZipFile(path) as zf:
+        pkls = [n for n in zf.namelist() if n.endswith('/data.pkl')]
+        if len(pkls) != 1:
+            raise CheckpointError(f'{path!r}: expected one data.pkl in the TorchScript archive, found {len(pkls)}')
+        root = pkls[0][:-len('data.pkl')]
+        declared = _ts_declared_names(zf, root)
+        obj = _TSUnpickler(io.BytesIO(zf.read(pkls[0]))).load()
+        storages = {}
+
+        def tensor(ref):
+            _, st, offset, size, stride = ref
+            if st.key not in storages:
+                raw = bytearray(zf.read(f'{root}data/{st.key}'))
+                storages[st.key] = torch.frombuffer(raw, dtype=st.dtype) if raw else torch.empty(0, dtype=st.dtype)
+            return storages[st.key].as_strided(size, stride, offset).clone()
+
+        sd = {}
+
+        def walk(o, prefix):
+            if not isinstance(o, _TSObject):
+                return
+            names = declared.get(o._ts_class, set())
+            for k, v in o._ts_state.items():
+                if isinstance(v, _TSObject):
+                    walk(v, f'{prefix}{k}.')
+                elif isinstance(v, tuple) and len(v) == 5 and v[0] == 'tensor' and k in names:
+                    sd[prefix + k] = tensor(v)
+
+        walk(obj, '')
+    if not sd:
+        raise CheckpointError(f'{path!r}: no parameters found in the TorchScript archive')
+    return sd
 
 
 def detect_format(sd: Dict[str, torch.Tensor]) -> str:
@@ -128,6 +273,8 @@ def to_openclip_keys(sd: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str,
     elif fmt == 'openclip_vit' and hasattr(model.visual, 'trunk'):
         raise CheckpointError('checkpoint is an OpenAI-style ViT but the model is EVA02; use a ViT-* model_name')
     sd = {k: v for k, v in sd.items() if not any(h in k for h in ROPE_KEY_HINTS)}
+    if fmt == 'openclip_vit':  # OpenAI archives also store these scalars (open_clip drops them as well)
+        sd = {k: v for k, v in sd.items() if k not in ('input_resolution', 'context_length', 'vocab_size')}
     return _match_qkv_layout(sd, model.state_dict())
 
 
@@ -208,3 +355,90 @@ def export_backbone(backbone: nn.Module, path: str, meta: Optional[dict] = None)
     torch.save({'state_dict': sd, 'meta': {'declip_mm': info}}, tmp)
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
     return path
+
+
+# ------------------------------------------------------------------------------------ EVA-CLIP release naming (out)
+# open_clip / timm EVA02 names -> the EVA-CLIP release names the original EVA-CLIP / CLIPSelf / DeCLIP code loads
+# (the inverse of timm's ``eva.checkpoint_filter_fn`` for EVA02-CLIP towers).
+_EVA_TIMM_TO_RELEASE = (
+    (r'visual\.trunk\.blocks\.(\d+)\.attn\.q_proj\.bias', r'visual.blocks.\1.attn.q_bias'),
+    (r'visual\.trunk\.blocks\.(\d+)\.attn\.v_proj\.bias', r'visual.blocks.\1.attn.v_bias'),
+    (r'visual\.trunk\.blocks\.(\d+)\.attn\.norm\.(weight|bias)', r'visual.blocks.\1.attn.inner_attn_ln.\2'),
+    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc1_g\.(weight|bias)', r'visual.blocks.\1.mlp.w1.\2'),
+    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc1_x\.(weight|bias)', r'visual.blocks.\1.mlp.w2.\2'),
+    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc2\.(weight|bias)', r'visual.blocks.\1.mlp.w3.\2'),
+    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.norm\.(weight|bias)', r'visual.blocks.\1.mlp.ffn_ln.\2'),
+    (r'visual\.trunk\.(blocks\.\d+\.(?:norm1|norm2|attn\.proj)\.(?:weight|bias))', r'visual.\1'),
+    (r'visual\.trunk\.(blocks\.\d+\.attn\.[qkv]_proj\.weight)', r'visual.\1'),
+    (r'visual\.trunk\.(blocks\.\d+\.gamma_[12])', r'visual.\1'),
+    (r'visual\.trunk\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|(?:norm|head)\.(?:weight|bias))',
+     r'visual.\1'),
+)
+
+
+_EVA_RELEASE_TO_TIMM = (
+    (r'visual\.blocks\.(\d+)\.attn\.q_bias', r'visual.trunk.blocks.\1.attn.q_proj.bias'),
+    (r'visual\.blocks\.(\d+)\.attn\.v_bias', r'visual.trunk.blocks.\1.attn.v_proj.bias'),
+    (r'visual\.blocks\.(\d+)\.attn\.inner_attn_ln\.(weight|bias)', r'visual.trunk.blocks.\1.attn.norm.\2'),
+    (r'visual\.blocks\.(\d+)\.mlp\.w1\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc1_g.\2'),
+    (r'visual\.blocks\.(\d+)\.mlp\.w2\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc1_x.\2'),
+    (r'visual\.blocks\.(\d+)\.mlp\.w3\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc2.\2'),
+    (r'visual\.blocks\.(\d+)\.mlp\.ffn_ln\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.norm.\2'),
+    (r'visual\.(blocks\.\d+\.(?:norm1|norm2|attn\.proj)\.(?:weight|bias))', r'visual.trunk.\1'),
+    (r'visual\.(blocks\.\d+\.attn\.[qkv]_proj\.weight)', r'visual.trunk.\1'),
+    (r'visual\.(blocks\.\d+\.gamma_[12])', r'visual.trunk.\1'),
+    (r'visual\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|(?:norm|head)\.(?:weight|bias))',
+     r'visual.trunk.\1'),
+)
+
+
+def eva_timm_name(key: str) -> Optional[str]:
+    """open_clip/timm name of an EVA-CLIP release key (``visual.*``); None for RoPE buffers.  The same renaming
+    as timm's ``eva.checkpoint_filter_fn`` (which needs the model), as explicit rules usable per key."""
+    import re
+    if 'rope.' in key:
+        return None
+    for pat, rep in _EVA_RELEASE_TO_TIMM:
+        m = re.fullmatch(pat, key)
+        if m:
+            return m.expand(rep)
+    raise CheckpointError(f'no open_clip/timm EVA02 name for the EVA-CLIP key {key!r}')
+
+
+def eva_release_name(key: str) -> Optional[str]:
+    """EVA-CLIP release name of an open_clip/timm EVA02 key (``visual.trunk.*``); None for RoPE buffers (not
+    weights).  Raises ``CheckpointError`` for a key the EVA-CLIP layout does not have."""
+    import re
+    if any(h in key for h in ROPE_KEY_HINTS):
+        return None
+    for pat, rep in _EVA_TIMM_TO_RELEASE:
+        m = re.fullmatch(pat, key)
+        if m:
+            return m.expand(rep)
+    raise CheckpointError(f'no EVA-CLIP release name for {key!r}')
+
+
+def eva_openclip_to_release(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``visual.trunk.*`` (open_clip/timm EVA02) -> ``visual.*`` in EVA-CLIP release naming (inverse of timm's
+    ``eva.checkpoint_filter_fn``).  RoPE buffers are left out (see :func:`eva_release_rope_buffers`)."""
+    out = {}
+    for k, v in sd.items():
+        name = eva_release_name(k)
+        if name is not None:
+            out[name] = v
+    return out
+
+
+def eva_release_rope_buffers(grid: int, head_dim: int, depth: int, pt_grid: int = 16
+                             ) -> Dict[str, torch.Tensor]:
+    """The ``freqs_cos`` / ``freqs_sin`` buffers EVA-CLIP's ``VisionRotaryEmbeddingFast`` stores for a tower with
+    ``grid`` x ``grid`` patches at its native size (``intp_freq``; shared module, so once at ``visual.rope`` and
+    once per block), each (grid*grid, head_dim)."""
+    from .towers import eva_rope
+    sincos = eva_rope(grid, grid, head_dim, (pt_grid, pt_grid))
+    sin, cos = sincos[:, :head_dim].contiguous(), sincos[:, head_dim:].contiguous()
+    out = {'visual.rope.freqs_cos': cos, 'visual.rope.freqs_sin': sin}
+    for i in range(depth):
+        out[f'visual.blocks.{i}.attn.rope.freqs_cos'] = cos.clone()
+        out[f'visual.blocks.{i}.attn.rope.freqs_sin'] = sin.clone()
+    return out
