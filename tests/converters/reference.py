@@ -282,3 +282,67 @@ def fvit_bbox_head_scores(p, cls_feat, vlm_feat, base_mask, alpha, beta, vlm_tem
     out[:, base_mask] = s[:, base_mask] ** (1 - alpha) * v[:, base_mask] ** alpha
     out[:, ~base_mask] = s[:, ~base_mask] ** (1 - beta) * v[:, ~base_mask] ** beta
     return out
+
+
+def convfc_shared(p, x, prefix='roi_head.bbox_head.', num_convs=4, num_fcs=2, eps=1e-5):
+    """mmdet ``ConvFCBBoxHead`` shared part (conv -> BN -> ReLU, flatten, FC -> ReLU), eval mode."""
+    for i in range(num_convs):
+        c = f'{prefix}shared_convs.{i}.'
+        x = F.conv2d(x, p[c + 'conv.weight'], padding=1)
+        x = F.relu(F.batch_norm(x, p[c + 'bn.running_mean'], p[c + 'bn.running_var'], p[c + 'bn.weight'],
+                                p[c + 'bn.bias'], False, 0.0, eps))
+    x = x.flatten(1)
+    for i in range(num_fcs):
+        x = F.relu(F.linear(x, p[f'{prefix}shared_fcs.{i}.weight'], p[f'{prefix}shared_fcs.{i}.bias']))
+    return x
+
+
+def _bn(L, name, c):
+    for n in ('weight', 'bias', 'running_mean', 'running_var'):
+        L[f'{name}.{n}'] = (c, )
+    L[f'{name}.num_batches_tracked'] = ()
+
+
+def fvit_layout(width, depth, embed, grid, head_dim, fpn=256, conv=256, fc=512, num_classes=65, mask=False,
+                rpn_norm=False, anchors=3):
+    """A CLIPSelf F-ViT mmdet 2.x checkpoint (``EvaCLIPViT`` + FPN(norm) + RPNHead/CustomRPNHead +
+    FViTRoIHead(FViTBBoxHead [+ FCNMaskHead])), keys and shapes from CLIPSelf's F-ViT model code and configs."""
+    L = eva_clip_visual_layout(width, depth, embed, grid, head_dim=head_dim, prefix='backbone.visual.')
+    for i in (0, 3):
+        L[f'backbone.interpolate1.{i}.weight'] = (width, width, 2, 2)
+        L[f'backbone.interpolate1.{i}.bias'] = (width, )
+    _bn(L, 'backbone.interpolate1.1', width)
+    L['backbone.interpolate2.0.weight'] = (width, width, 2, 2)
+    L['backbone.interpolate2.0.bias'] = (width, )
+    for i in range(4):
+        L[f'neck.lateral_convs.{i}.conv.weight'] = (fpn, width, 1, 1)
+        _bn(L, f'neck.lateral_convs.{i}.bn', fpn)
+        L[f'neck.fpn_convs.{i}.conv.weight'] = (fpn, fpn, 3, 3)
+        _bn(L, f'neck.fpn_convs.{i}.bn', fpn)
+    for i in range(2):
+        L[f'rpn_head.rpn_conv.{i}.conv.weight'] = (fpn, fpn, 3, 3)
+        if rpn_norm:
+            _bn(L, f'rpn_head.rpn_conv.{i}.bn', fpn)
+        else:
+            L[f'rpn_head.rpn_conv.{i}.conv.bias'] = (fpn, )
+    L['rpn_head.rpn_cls.weight'], L['rpn_head.rpn_cls.bias'] = (anchors, fpn, 1, 1), (anchors, )
+    L['rpn_head.rpn_reg.weight'], L['rpn_head.rpn_reg.bias'] = (4 * anchors, fpn, 1, 1), (4 * anchors, )
+    b = 'roi_head.bbox_head.'
+    for i in range(4):
+        L[f'{b}shared_convs.{i}.conv.weight'] = (conv, fpn if i == 0 else conv, 3, 3)
+        _bn(L, f'{b}shared_convs.{i}.bn', conv)
+    L[b + 'shared_fcs.0.weight'], L[b + 'shared_fcs.0.bias'] = (fc, conv * 49), (fc, )
+    for n in ('shared_fcs.1', 'cls_fcs.0', 'reg_fcs.0'):
+        L[f'{b}{n}.weight'], L[f'{b}{n}.bias'] = (fc, fc), (fc, )
+    L[b + 'fc_cls.weight'], L[b + 'fc_cls.bias'] = (num_classes + 1, fc), (num_classes + 1, )
+    L[b + 'fc_reg.weight'], L[b + 'fc_reg.bias'] = (4, fc), (4, )
+    L[b + 'detect_temperature'] = ()
+    L[b + 'all_embeddings'] = (fc, num_classes + 1)
+    if mask:
+        m = 'roi_head.mask_head.'
+        for i in range(4):
+            L[f'{m}convs.{i}.conv.weight'] = (256, fpn if i == 0 else 256, 3, 3)
+            _bn(L, f'{m}convs.{i}.bn', 256)
+        L[m + 'upsample.weight'], L[m + 'upsample.bias'] = (256, 256, 2, 2), (256, )
+        L[m + 'conv_logits.weight'], L[m + 'conv_logits.bias'] = (1, 256, 1, 1), (1, )
+    return L
