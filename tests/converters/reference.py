@@ -346,3 +346,62 @@ def fvit_layout(width, depth, embed, grid, head_dim, fpn=256, conv=256, fc=512, 
         L[m + 'upsample.weight'], L[m + 'upsample.bias'] = (256, 256, 2, 2), (256, )
         L[m + 'conv_logits.weight'], L[m + 'conv_logits.bias'] = (1, 256, 1, 1), (1, )
     return L
+
+
+def catseg_layout(text_dim, guidance_dim, hidden=128, app_proj=128, text_proj=128, dec_dims=(64, 32),
+                  dec_guid=(256, 128), dec_guid_proj=(32, 16), num_layers=2, window=12, grid=24, prompts=1,
+                  pad_len=256):
+    """CAT-Seg detectron2 keys outside the CLIP: ``sem_seg_head.predictor.transformer.*`` (``Aggregator``:
+    ``AggregatorLayer`` = ``SwinTransformerBlockWrapper`` (two guided Swin blocks, the shifted one with its
+    ``attn_mask`` buffer) + ``ClassTransformerLayer``; cost embedding ``conv1``; guidance projections; two ``Up``
+    decoders with GroupNorm ``DoubleConv``; ``head``) and the model-level ``upsample1/2``."""
+    L = OrderedDict()
+    L['upsample1.weight'], L['upsample1.bias'] = (guidance_dim, dec_guid[0], 2, 2), (dec_guid[0], )
+    L['upsample2.weight'], L['upsample2.bias'] = (guidance_dim, dec_guid[1], 4, 4), (dec_guid[1], )
+    t = 'sem_seg_head.predictor.transformer.'
+    n_win = (grid // window) ** 2
+    for i in range(num_layers):
+        s = f'{t}layers.{i}.swin_block.'
+        for blk in ('block_1', 'block_2'):
+            b = s + blk + '.'
+            if blk == 'block_2':
+                L[b + 'attn_mask'] = (n_win, window * window, window * window)
+            for n in ('norm1', 'norm2'):
+                L[b + n + '.weight'] = L[b + n + '.bias'] = (hidden, )
+            L[b + 'attn.q.weight'] = L[b + 'attn.k.weight'] = (hidden, hidden + app_proj)
+            L[b + 'attn.v.weight'] = L[b + 'attn.proj.weight'] = (hidden, hidden)
+            for n in 'qkv':
+                L[b + f'attn.{n}.bias'] = (hidden, )
+            L[b + 'attn.proj.bias'] = (hidden, )
+            L[b + 'mlp.fc1.weight'], L[b + 'mlp.fc1.bias'] = (4 * hidden, hidden), (4 * hidden, )
+            L[b + 'mlp.fc2.weight'], L[b + 'mlp.fc2.bias'] = (hidden, 4 * hidden), (hidden, )
+        L[s + 'guidance_norm.weight'] = L[s + 'guidance_norm.bias'] = (app_proj, )
+        a = f'{t}layers.{i}.attention.'
+        L[a + 'padding_tokens'] = (1, 1, hidden)
+        L[a + 'padding_guidance'] = (1, 1, text_proj)
+        L[a + 'attention.q.weight'] = L[a + 'attention.k.weight'] = (hidden, hidden + text_proj)
+        L[a + 'attention.v.weight'] = (hidden, hidden)
+        for n in 'qkv':
+            L[a + f'attention.{n}.bias'] = (hidden, )
+        L[a + 'MLP.0.weight'], L[a + 'MLP.0.bias'] = (4 * hidden, hidden), (4 * hidden, )
+        L[a + 'MLP.2.weight'], L[a + 'MLP.2.bias'] = (hidden, 4 * hidden), (hidden, )
+        for n in ('norm1', 'norm2'):
+            L[a + n + '.weight'] = L[a + n + '.bias'] = (hidden, )
+    L[t + 'conv1.weight'], L[t + 'conv1.bias'] = (hidden, prompts, 7, 7), (hidden, )
+    L[t + 'guidance_projection.0.weight'] = (app_proj, text_dim, 3, 3)
+    L[t + 'guidance_projection.0.bias'] = (app_proj, )
+    L[t + 'text_guidance_projection.0.weight'] = (text_proj, text_dim)
+    L[t + 'text_guidance_projection.0.bias'] = (text_proj, )
+    for i, (d, dp) in enumerate(zip(dec_guid, dec_guid_proj)):
+        L[t + f'decoder_guidance_projection.{i}.0.weight'] = (dp, d, 3, 3)
+        L[t + f'decoder_guidance_projection.{i}.0.bias'] = (dp, )
+    ins = (hidden, dec_dims[0])
+    for i, (cin, cout, gp) in enumerate(zip(ins, dec_dims, dec_guid_proj)):
+        d = f'{t}decoder{i + 1}.'
+        L[d + 'up.weight'], L[d + 'up.bias'] = (cin, cin - gp, 2, 2), (cin - gp, )
+        L[d + 'conv.double_conv.0.weight'] = (cout, cin, 3, 3)
+        L[d + 'conv.double_conv.3.weight'] = (cout, cout, 3, 3)
+        for j in (1, 4):
+            L[d + f'conv.double_conv.{j}.weight'] = L[d + f'conv.double_conv.{j}.bias'] = (cout, )
+    L[t + 'head.weight'], L[t + 'head.bias'] = (1, dec_dims[1], 3, 3), (1, )
+    return L

@@ -42,8 +42,10 @@ def rules_for(sd, text_prefix: str = ''):
     """Rules for this checkpoint's CLIP family (OpenAI names or EVA-CLIP release names)."""
     eva = any(re.match(P + r'clip_model\.visual\.blocks\.', k) for k in sd)
     visual = (P + r'clip_model\.visual\.(.*)', _eva_visual if eva else r'backbone.visual.\1')
-    if eva:
-        text = (P + r'clip_model\.text\.(.*)', _text_to_ours(text_prefix))
+    if eva:  # EVA-CLIP: text tower under ``text.``, logit_scale top-level (``text.logit_scale`` in old files)
+        text = (P + r'clip_model\.(?:text\.)?(logit_scale)|' + P + r'clip_model\.text\.(.*)',
+                lambda m, v: [(f'text_encoder.clip.{"" if m.group(1) else text_prefix}{m.group(1) or m.group(2)}',
+                               v)])
     else:
         text = (P + r'clip_model\.(' + TEXT_TOP + r'.*)', _text_to_ours(''))
     return (
@@ -79,6 +81,7 @@ def _visual_back(m, v):
 
 
 REVERSE_RULES = (
+    (r'text_encoder\.clip\.logit_scale', r'sem_seg_head.predictor.clip_model.logit_scale'),
     (r'decode_head\.(upsample[12])\.(weight|bias)', r'\1.\2'),
     (r'decode_head\.(.*)', r'sem_seg_head.predictor.transformer.\1'),
     (r'backbone\.visual\.trunk\.(.*)', _visual_back),
