@@ -130,8 +130,13 @@ def test_eva_clip_variant():
 
 # CAT-Seg configs/vitb_384.yaml and vitl_336.yaml (+ eval.sh: sliding window, POOLING_SIZES [1, 1])
 ORIGINAL = {
-    'vitb16-384': dict(model='ViT-B-16', taps=(3, 7), text_dim=512, guid=768, clip=384, layers=2),
-    'vitl14-336': dict(model='ViT-L-14-336', taps=(7, 15), text_dim=768, guid=1024, clip=336, layers=2),
+    'vitb16-384': dict(model='ViT-B-16', taps=(3, 7), text_dim=512, guid=768, clip=384, layers=2,
+                       dense='maskclip_cls'),
+    'vitl14-336': dict(model='ViT-L-14-336', taps=(7, 15), text_dim=768, guid=1024, clip=336, layers=2,
+                       dense='maskclip_cls'),
+    # DeCLIP's CAT-Seg (configs/eva_vitb_384.yaml as described by its authors): encode_dense('csa'), same head
+    'eva02-b16-declip': dict(model='EVA02-B-16', taps=(3, 7), text_dim=512, guid=768, clip=384, layers=2,
+                             dense='csa'),
 }
 BENCH = ('ade150', 'ade847', 'pc59', 'pc459', 'voc20', 'voc21')
 
@@ -143,7 +148,7 @@ def test_release_configs_equal_original_settings(size, bench):
     m = Config.fromfile(osp.join(REPO, f'configs/catseg/catseg_{size}-release_4xb1-80k_{bench}.py')).model
     assert m.backbone.checkpoint is None and m.text_encoder.checkpoint is None
     assert m.backbone.model_name == m.text_encoder.model_name == o['model']
-    assert tuple(m.backbone.out_indices) == o['taps'] and m.backbone.dense_mode == 'maskclip_cls'
+    assert tuple(m.backbone.out_indices) == o['taps'] and m.backbone.dense_mode == o['dense']
     h = m.decode_head
     assert (h.text_dim, h.guidance_in_channels, h.num_layers, h.hidden_dim, h.num_heads, h.window_size) == \
         (o['text_dim'], o['guid'], o['layers'], 128, 4, 12)

@@ -106,10 +106,14 @@ def print_summary(*reports: Report, file=None, width: int = 110) -> None:
         n_out = sum(len(v) for v in r.mapped.values())
         print(f'== {r.title}: {len(r.mapped)} source keys mapped -> {n_out} keys, {len(r.dropped)} dropped, '
               f'{len(r.missing)} missing, {len(r.added)} added', file=file)
-        groups = _group(r.mapped)
-        shown = list(groups.items())[:12]
-        for g, n in shown:
-            print(f'   mapped  {n:4d} x {g}'[:width], file=file)
+        groups = Counter()
+        for src, dsts in r.mapped.items():
+            a = re.sub(r'\.\d+', '.*', '.'.join(src.split('.')[:-1][:3]) or src)
+            b = re.sub(r'\.\d+', '.*', '.'.join(dsts[0].split('.')[:-1][:4]) or dsts[0]) if dsts else '-'
+            groups[(a, b)] += 1
+        shown = list(groups.items())[:16]
+        for (a, b), n in shown:
+            print(f'   mapped  {n:4d} x {a}.* -> {b}.*'[:width], file=file)
         if len(groups) > len(shown):
             print(f'   ... {len(groups) - len(shown)} more mapped groups', file=file)
         reasons = Counter(r.dropped.values())
