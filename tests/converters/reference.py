@@ -304,10 +304,10 @@ def _bn(L, name, c):
 
 
 def fvit_layout(width, depth, embed, grid, head_dim, fpn=256, conv=256, fc=512, num_classes=65, mask=False,
-                rpn_norm=False, anchors=3):
+                rpn_norm=False, anchors=3, patch=16):
     """A CLIPSelf F-ViT mmdet 2.x checkpoint (``EvaCLIPViT`` + FPN(norm) + RPNHead/CustomRPNHead +
     FViTRoIHead(FViTBBoxHead [+ FCNMaskHead])), keys and shapes from CLIPSelf's F-ViT model code and configs."""
-    L = eva_clip_visual_layout(width, depth, embed, grid, head_dim=head_dim, prefix='backbone.visual.')
+    L = eva_clip_visual_layout(width, depth, embed, grid, patch=patch, head_dim=head_dim, prefix='backbone.visual.')
     for i in (0, 3):
         L[f'backbone.interpolate1.{i}.weight'] = (width, width, 2, 2)
         L[f'backbone.interpolate1.{i}.bias'] = (width, )

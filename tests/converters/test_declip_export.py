@@ -131,3 +131,12 @@ def test_openai_export_packs_qkv(tmp_path):
     ckpt, _ = out_mod.export_declip({k: v for k, v in bb.state_dict().items()}, p)
     for k, v in p.items():
         torch.testing.assert_close(ckpt['state_dict'][k], v, rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize('grid,head_dim', [(14, 64), (24, 64)])  # B/16 @224, L/14 @336
+def test_rope_buffers_bit_identical_to_eva_clip(grid, head_dim):
+    from declip_mm.models.backbones.checkpoint import eva_release_rope_buffers
+    cos, sin = eva_rope_tables(grid, head_dim)
+    buf = eva_release_rope_buffers(grid, head_dim, depth=2)
+    assert len(buf) == 2 + 2 * 2
+    assert torch.equal(buf['visual.rope.freqs_cos'], cos) and torch.equal(buf['visual.blocks.1.attn.rope.freqs_sin'], sin)

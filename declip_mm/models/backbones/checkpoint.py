@@ -433,10 +433,17 @@ def eva_release_rope_buffers(grid: int, head_dim: int, depth: int, pt_grid: int 
                              ) -> Dict[str, torch.Tensor]:
     """The ``freqs_cos`` / ``freqs_sin`` buffers EVA-CLIP's ``VisionRotaryEmbeddingFast`` stores for a tower with
     ``grid`` x ``grid`` patches at its native size (``intp_freq``; shared module, so once at ``visual.rope`` and
-    once per block), each (grid*grid, head_dim)."""
-    from .towers import eva_rope
-    sincos = eva_rope(grid, grid, head_dim, (pt_grid, pt_grid))
-    sin, cos = sincos[:, :head_dim].contiguous(), sincos[:, head_dim:].contiguous()
+    once per block), each (grid*grid, head_dim).  Same float operations as EVA-CLIP (bit-identical buffers):
+    per axis ``1 / theta ** (arange(0, d, 2) / d)`` with d = head_dim / 2, positions ``arange(n) / n * pt_grid``,
+    each frequency repeated twice, row axis first."""
+    theta = 10000.
+    d = head_dim // 2
+    bands = 1. / (theta ** (torch.arange(0, d, 2)[:d // 2].float() / d))
+    f = (torch.arange(grid) / grid * pt_grid)[:, None] * bands[None]
+    f = f.repeat_interleave(2, dim=-1)  # (grid, d)
+    f = torch.cat([f[:, None, :].expand(grid, grid, d), f[None, :, :].expand(grid, grid, d)], dim=-1)
+    f = f.reshape(grid * grid, head_dim)
+    cos, sin = f.cos(), f.sin()
     out = {'visual.rope.freqs_cos': cos, 'visual.rope.freqs_sin': sin}
     for i in range(depth):
         out[f'visual.blocks.{i}.attn.rope.freqs_cos'] = cos.clone()
