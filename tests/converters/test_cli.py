@@ -41,3 +41,23 @@ def test_declip_export_cli(tmp_path, monkeypatch, capsys):
     assert 'visual (declip_mm -> DeCLIP)' in out and 'added' in out
     sd = torch.load(dst, weights_only=True)['state_dict']
     assert set(sd) == set(clip)
+
+
+def test_source_metadata_with_numpy_scalars_loads_and_code_does_not(tmp_path):
+    """detectron2 / mmdet 2.x metadata may hold numpy scalars (allowed); a pickled callable never loads."""
+    import numpy as np
+    import pickle
+    import pytest
+    from _common import load_source
+    path = str(tmp_path / 'model_final.pth')
+    torch.save({'model': {'w': torch.ones(2)}, 'iteration': np.int64(79999), 'best': np.float64(0.5)}, path)
+    assert load_source(path)['iteration'] == 79999
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.getcwd, ())
+    bad = str(tmp_path / 'evil.pth')
+    torch.save({'model': {'w': torch.ones(2)}, 'x': Evil()}, bad, pickle_module=pickle)
+    with pytest.raises(pickle.UnpicklingError):
+        load_source(bad)

@@ -126,11 +126,24 @@ def print_summary(*reports: Report, file=None, width: int = 110) -> None:
             print(f'   added   {k}: {why}'[:width], file=file)
 
 
+def _numpy_scalar_globals() -> list:
+    """Numpy scalar / dtype globals: training metadata of mmdet 2.x and detectron2 runs can hold numpy scalars
+    (a best metric, a seed).  They are plain data; nothing else is added to ``weights_only``'s allow-list."""
+    import numpy as np
+    core = getattr(np, '_core', None) or np.core
+    out = [core.multiarray.scalar, (core.multiarray.scalar, 'numpy.core.multiarray.scalar'), np.dtype]
+    out += [type(np.dtype(t)) for t in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'float16', 'float32',
+                                        'float64')]
+    return out
+
+
 def load_source(path: str) -> dict:
-    """``torch.load(weights_only=True)``: tensors and plain containers only (project rule; no fallback)."""
+    """``torch.load(weights_only=True)``: tensors, plain containers and numpy scalars only (project rule: no
+    fallback to full unpickling)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'source checkpoint not found: {path}')
-    return torch.load(path, map_location='cpu', weights_only=True)
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        return torch.load(path, map_location='cpu', weights_only=True)
 
 
 def unwrap(obj, keys=('state_dict', 'model', 'module')) -> Dict[str, torch.Tensor]:
