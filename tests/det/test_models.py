@@ -111,7 +111,7 @@ def test_ov_lvis_l14_config_mask_rcnn_runs():
     ov['vision_cfg']['timm_kwargs']['patch_size'] = 14
     ov['vision_cfg']['patch_size'] = 14
     m.backbone.update(checkpoint=None, model_overrides=ov, out_indices=(0, 1, 2, 3))
-    m.neck.necks[0].in_channels = 64
+    m.neck.necks[0].embed_dim = 64
     m.neck.necks[1].in_channels = [64] * 4
     m.roi_head.bbox_head.update(text_embeddings=None, fc_out_channels=32)
     m.train_cfg.rpn_proposal.max_per_img = m.test_cfg.rpn.max_per_img = 50  # keep the 1203-class NMS cheap
