@@ -171,3 +171,18 @@ def test_b16_release_layout_converts_strictly():
     src = {k: torch.empty(s, device='meta') for k, s in layout.items()}  # shapes only
     out, report = converter('catseg_to_declip_mm').convert(src, shapes)
     assert not report.missing and len(out) == len(shapes)
+
+
+def test_b16_declip_eva_layout_converts_strictly():
+    """The EVA02-B/16 CAT-Seg layout (EVA-CLIP release names, packed text q/k/v) onto the DeCLIP release config."""
+    from _common import shapes_of
+    cfg = Config.fromfile(osp.join(REPO, 'configs/catseg/catseg_eva02-b16-declip-release_4xb1-80k_ade150.py'))
+    shapes = shapes_of(_build(cfg.model))
+    layout = catseg_layout(512, 768)
+    layout.update(eva_clip_visual_layout(768, 12, 512, 14, prefix=CM + 'visual.'))
+    layout.update(text_layout(512, 12, 512, prefix=CM + 'text.'))
+    layout[CM + 'logit_scale'] = ()
+    src = {k: torch.empty(s, device='meta') for k, s in layout.items()}
+    out, report = converter('catseg_to_declip_mm').convert(src, shapes)
+    assert not report.missing and len(out) == len(shapes)
+    assert len(report.dropped) == 2 + 2 * 12  # RoPE buffers
