@@ -1,4 +1,4 @@
-"""Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny_synthetic.py, plus text
+"""Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py, plus text
 embeddings of its class names from the tiny random CLIP text tower.
 
     python tools/make_synthetic_det.py --out data/synthetic_ov_det [--num-train 32 --num-val 16 --size 128]

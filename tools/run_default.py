@@ -55,7 +55,7 @@ def stage_det(out_dir):
     import make_synthetic_det
     import test as test_tool
     import train as train_tool
-    cfg = osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny_synthetic.py')
+    cfg = osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
     root = osp.join(out_dir, 'det_data') + '/'
     paths = make_synthetic_det.main(['--out', root])
     opts = ['--cfg-options', f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
@@ -74,7 +74,7 @@ def stage_seg(out_dir):
     import train as train_tool
     root = osp.join(out_dir, 'seg_data')
     backbone = _backbone_opt(out_dir)
-    cfg = osp.join(ROOT, 'configs', 'catseg', 'catseg_tiny_synthetic.py')
+    cfg = osp.join(ROOT, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py')
     work = osp.join(out_dir, 'catseg')
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={root}',
             f'test_dataloader.dataset.data_root={root}'] + backbone
@@ -82,7 +82,7 @@ def stage_seg(out_dir):
     ckpt = sorted(glob.glob(osp.join(work, 'iter_*.pth')), key=osp.getmtime)[-1]
     m = test_tool.main([cfg, ckpt, '--work-dir', osp.join(work, 'test')] + opts)
     summary = f'CAT-Seg mIoU {m["mIoU"]:.2f} (overlays under {osp.join(work, "test")})'
-    cfg = osp.join(ROOT, 'configs', 'zeroshot_seg', 'zeroshot_tiny_synthetic.py')
+    cfg = osp.join(ROOT, 'configs', 'zeroshot_seg', 'trainingfree_tiny-eva02_ov-scenes-synthetic.py')
     work = osp.join(out_dir, 'zeroshot_seg')
     m = test_tool.main([cfg, '--work-dir', work, '--cfg-options', f'test_dataloader.dataset.data_root={root}']
                        + backbone)

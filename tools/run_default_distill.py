@@ -1,7 +1,7 @@
 """Run the embedded default DeCLIP distillation (tiny random CLIP + tiny random VFM on ~100 generated images, CPU),
 print the losses at the start and the end, and write the before/after correlation-map picture.
 
-    python tools/run_default_distill.py [--config configs/declip/tiny_default.py] [--work-dir DIR] [--out PNG]
+    python tools/run_default_distill.py [--config configs/declip/declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py] [--work-dir DIR] [--out PNG]
 """
 import argparse
 import os
@@ -17,7 +17,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import declip_mm  # noqa: E402,F401
 
-DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'declip', 'tiny_default.py')
+DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'declip', 'declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py')
 
 
 class _Losses(Hook):
@@ -41,7 +41,7 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', default=DEFAULT_CONFIG)
-    p.add_argument('--work-dir', default='work_dirs/tiny_default')
+    p.add_argument('--work-dir', default='work_dirs/declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128')
     p.add_argument('--out', default=None, help='PNG path (default: WORK_DIR/correlation_before_after.png)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)

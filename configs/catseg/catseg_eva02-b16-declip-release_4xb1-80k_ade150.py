@@ -5,5 +5,5 @@
 #   python tools/model_converters/catseg_to_declip_mm.py checkpoints/CATSeg_DeCLIP_EVA-B_DINOv2-B_csa_0.05_2.0.pth \
 #       checkpoints/catseg_declip_eva-b_declip-mm.pth --config configs/catseg/catseg_eva02-b16-declip-release_4xb1-80k_ade150.py
 #   python tools/test.py configs/catseg/catseg_eva02-b16-declip-release_4xb1-80k_ade150.py checkpoints/catseg_declip_eva-b_declip-mm.pth
-_base_ = './catseg_vitb16_declip_ade150.py'
+_base_ = './catseg_eva02-b16-declip_4xb1-80k_ade150.py'
 model = dict(backbone=dict(checkpoint=None), text_encoder=dict(checkpoint=None))  # both come from the checkpoint

@@ -3,5 +3,5 @@
 # the eval.sh overrides (sliding window, class-aggregation pooling [1, 1]).
 #   python tools/model_converters/catseg_to_declip_mm.py checkpoints/model_base.pth checkpoints/catseg_model_base_declip-mm.pth
 #   python tools/test.py configs/catseg/catseg_vitb16-384-release_4xb1-80k_pc459.py checkpoints/catseg_model_base_declip-mm.pth
-_base_ = './catseg_vitb16_openai_pc459.py'
+_base_ = './catseg_vitb16_4xb1-80k_pc459.py'
 model = dict(backbone=dict(checkpoint=None), text_encoder=dict(checkpoint=None))  # both come from the checkpoint

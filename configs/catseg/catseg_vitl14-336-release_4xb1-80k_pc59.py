@@ -3,5 +3,5 @@
 # the eval.sh overrides (sliding window, class-aggregation pooling [1, 1]).
 #   python tools/model_converters/catseg_to_declip_mm.py checkpoints/model_large.pth checkpoints/catseg_model_large_declip-mm.pth
 #   python tools/test.py configs/catseg/catseg_vitl14-336-release_4xb1-80k_pc59.py checkpoints/catseg_model_large_declip-mm.pth
-_base_ = './catseg_vitl14_openai_pc59.py'
+_base_ = './catseg_vitl14-336_4xb1-80k_pc59.py'
 model = dict(backbone=dict(checkpoint=None), text_encoder=dict(checkpoint=None))  # both come from the checkpoint

@@ -4,7 +4,7 @@
 # Text embeddings: CLIPSelf's own file (CLIPSelf/F-ViT/datasets/embeddings/lvis_with_background_evaclip_vitb_16.pt).
 #   python tools/model_converters/clipself_fvit_to_declip_mm.py checkpoints/fvit_eva_vitb16_ovlvis_clipself_patches.pth checkpoints/fvit_eva_vitb16_ovlvis_clipself_patches_declip-mm.pth
 #   python tools/test.py configs/fvit/fvit_eva02-b16-clipself-patches_8xb8-48e_ov-lvis-1024.py checkpoints/fvit_eva_vitb16_ovlvis_clipself_patches_declip-mm.pth
-_base_ = './fvit_eva02-b16_ov-lvis_1024.py'
+_base_ = './fvit_eva02-b16_8xb8-48e_ov-lvis-1024.py'
 clipself_embeddings = 'data/text_embeddings/clipself/lvis_with_background_evaclip_vitb_16.pt'
 model = dict(
     backbone=dict(checkpoint=None),  # the converted detector holds the (CLIPSelf-fine-tuned) backbone

@@ -4,7 +4,7 @@
 # Text embeddings: CLIPSelf's own file (CLIPSelf/F-ViT/datasets/embeddings/coco_with_background_evaclip_vitb_16.pt).
 #   python tools/model_converters/clipself_fvit_to_declip_mm.py checkpoints/fvit_eva_vitb16_ovcoco_regionclip.pth checkpoints/fvit_eva_vitb16_ovcoco_regionclip_declip-mm.pth
 #   python tools/test.py configs/fvit/fvit_eva02-b16-regionclip_8xb8-3e_ov-coco-640.py checkpoints/fvit_eva_vitb16_ovcoco_regionclip_declip-mm.pth
-_base_ = './fvit_eva02-b16_ov-coco_640.py'
+_base_ = './fvit_eva02-b16_8xb8-3e_ov-coco-640.py'
 clipself_embeddings = 'data/text_embeddings/clipself/coco_with_background_evaclip_vitb_16.pt'
 model = dict(
     backbone=dict(checkpoint=None),  # the converted detector holds the (CLIPSelf-fine-tuned) backbone

@@ -4,7 +4,7 @@
 # Text embeddings: CLIPSelf's own file (CLIPSelf/F-ViT/datasets/embeddings/lvis_with_background_evaclip_vitl14x336.pt).
 #   python tools/model_converters/clipself_fvit_to_declip_mm.py checkpoints/fvit_eva_vitl14_ovlvis_clipself_patches.pth checkpoints/fvit_eva_vitl14_ovlvis_clipself_patches_declip-mm.pth
 #   python tools/test.py configs/fvit/fvit_eva02-l14-336-clipself-patches_8xb8-48e_ov-lvis-896.py checkpoints/fvit_eva_vitl14_ovlvis_clipself_patches_declip-mm.pth
-_base_ = './fvit_eva02-l14-336_ov-lvis_896.py'
+_base_ = './fvit_eva02-l14-336_8xb8-48e_ov-lvis-896.py'
 clipself_embeddings = 'data/text_embeddings/clipself/lvis_with_background_evaclip_vitl14x336.pt'
 model = dict(
     backbone=dict(checkpoint=None),  # the converted detector holds the (CLIPSelf-fine-tuned) backbone

@@ -1,6 +1,6 @@
 """DeCLIP distillation step: images/s and peak memory, broken down into student fwd/bwd, teacher crops, VFM, losses.
 
-    python tools/benchmark.py distill configs/declip/declip_eva02_b16_dinov2_b_coco.py [--batch-size 4] [--iters 10]
+    python tools/benchmark.py distill configs/declip/declip_eva02-b16_dinov2-b_4xb4-6e_coco-560.py [--batch-size 4] [--iters 10]
 
 Random weights (``--random-weights`` is implied when the config's checkpoint files are missing) and random images
 of ``--image-size`` are pushed through the config's own transform; nothing is downloaded.

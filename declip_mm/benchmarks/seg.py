@@ -1,6 +1,6 @@
 """Segmentation test speed: images/s and peak memory of a CAT-Seg / training-free config's ``predict``.
 
-    python tools/benchmark.py seg configs/catseg/catseg_vitb16_openai_ade150.py [--checkpoint CKPT]
+    python tools/benchmark.py seg configs/catseg/catseg_vitb16_4xb1-80k_ade150.py [--checkpoint CKPT]
         [--random-weights] [--batch 1] [--size 512 683] [--iters 20] [--warmup 3] [--device cuda]
 
 Images are random (H, W) tensors run through the config's data preprocessor and ``model.predict`` (the

@@ -107,7 +107,7 @@ def test_eva_clip_variant():
     """A CAT-Seg checkpoint whose CLIP is an EVA02-CLIP (release naming, ``text.*``; DeCLIP's integration)."""
     from _common import shapes_of
     conv = converter('catseg_to_declip_mm')
-    cfg = Config.fromfile(osp.join(REPO, 'configs/catseg/catseg_tiny_synthetic.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/catseg/catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py'))
     model = _build(cfg.model).eval()
     p = randomize(catseg_layout(32, 64, hidden=32, app_proj=32, text_proj=32, dec_dims=(32, 16), dec_guid=(32, 16),
                                 dec_guid_proj=(8, 4), window=4, grid=8, pad_len=16), seed=4)

@@ -32,7 +32,7 @@ def test_clipself_checkpoint_through_test_tool(tmp_path, monkeypatch):
         json.dump(list(CLASSES), f)
     _convert(converter('clipself_fvit_to_declip_mm'),
              [src, dst, '--class-names', names, '--embeddings-out', emb], monkeypatch)
-    cfg = osp.join(REPO, 'configs/fvit/fvit_tiny_synthetic.py')
+    cfg = osp.join(REPO, 'configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
     metrics = _tool('test').main([cfg, dst, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
                                   f'test_dataloader.dataset.data_root={root}',
                                   f'test_evaluator.ann_file={root}annotations/val.json',
@@ -54,7 +54,7 @@ def test_catseg_checkpoint_through_test_tool(tmp_path, monkeypatch):
     p.update({k: (cos if k.endswith('cos') else sin) for k in p if 'rope.freqs' in k})
     src, dst = str(tmp_path / 'model_final.pth'), str(tmp_path / 'catseg_declip-mm.pth')
     torch.save({'model': p, 'iteration': 79999}, src)  # detectron2 layout
-    cfg = osp.join(REPO, 'configs/catseg/catseg_tiny_synthetic.py')
+    cfg = osp.join(REPO, 'configs/catseg/catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py')
     _convert(converter('catseg_to_declip_mm'), [src, dst, '--config', cfg], monkeypatch)
     metrics = _tool('test').main([cfg, dst, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
                                   f'test_dataloader.dataset.data_root={tmp_path / "synth"}',

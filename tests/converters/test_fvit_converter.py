@@ -11,7 +11,7 @@ from .conftest import REPO, converter
 from .reference import (convfc_shared, eva_clip_visual, eva_rope_tables, fvit_bbox_head_scores, fvit_layout,
                         fvit_pyramid, randomize)
 
-CLASSES = ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond')  # fvit_tiny_synthetic; novel: 2, 4
+CLASSES = ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond')  # fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic; novel: 2, 4
 
 
 def _build(model_cfg):
@@ -39,7 +39,7 @@ def _clipself_tiny(seed=0):
 
 def _tiny_model(p):
     from _common import shapes_of
-    cfg = Config.fromfile(osp.join(REPO, 'configs/fvit/fvit_tiny_synthetic.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py'))
     cfg.model.backbone.update(dense_mode='maskclip')  # F-ViT's vlm map (as in the CLIPSelf configs)
     cfg.model.roi_head.bbox_head.text_embeddings = p['roi_head.bbox_head.all_embeddings'].t().clone()
     model = _build(cfg.model).eval()

@@ -23,7 +23,7 @@ def _c(name):
 
 
 def test_ov_coco_recipe():
-    b = _c('fvit_eva02-b16_ov-coco_640.py')
+    b = _c('fvit_eva02-b16_8xb8-3e_ov-coco-640.py')
     head = b.model.roi_head.bbox_head
     assert (head.alpha, head.beta, head.vlm_temperature) == (0.1, 0.8, 75.0)
     assert (head.num_classes, head.fc_out_channels) == (65, 512)
@@ -36,17 +36,17 @@ def test_ov_coco_recipe():
     assert b.model.data_preprocessor.mean == [123.675, 116.28, 103.53]
     pad = [t for t in b.test_dataloader.dataset.pipeline if t.type == 'Pad'][0]
     assert tuple(pad.size) == (640, 640) and tuple(pad.pad_val.img) == (103.53, 116.28, 123.675)  # BGR mean -> 0
-    d = _c('fvit-declip_eva02-b16_ov-coco_640.py')
+    d = _c('fvit_eva02-b16-declip_8xb8-3e_ov-coco-640.py')
     assert d.model.backbone.dense_mode == 'csa' and d.model.roi_head.bbox_head.vlm_temperature == 45.0
     assert d.model.backbone.last_feat_mode == 'maskclip'
-    L = _c('fvit_eva02-l14-336_ov-coco_896.py')
+    L = _c('fvit_eva02-l14-336_8xb8-3e_ov-coco-896.py')
     assert L.model.backbone.out_indices == (6, 10, 14, 23) and L.model.roi_head.bbox_head.fc_out_channels == 768
     assert L.model.rpn_head.anchor_generator.strides == [3.5, 7, 14, 28, 56]
     assert [t for t in L.train_dataloader.dataset.pipeline if t.type == 'RandomResize'][0].scale == (896, 896)
 
 
 def test_ov_lvis_recipe():
-    b = _c('fvit_eva02-b16_ov-lvis_1024.py')
+    b = _c('fvit_eva02-b16_8xb8-48e_ov-lvis-1024.py')
     head = b.model.roi_head.bbox_head
     assert (head.alpha, head.beta, head.vlm_temperature, head.num_classes) == (0.1, 0.6, 50.0, 1203)
     assert head.loss_cls.bg_weight == 0.9 and b.model.rpn_head.norm_cfg.type == 'SyncBN'
@@ -54,13 +54,13 @@ def test_ov_lvis_recipe():
     assert b.train_cfg.max_epochs == 48 and b.param_scheduler[1].milestones == [32, 44]
     assert b.train_dataloader.dataset.type == 'LVISV1Dataset'  # no ClassBalancedDataset wrapper
     assert set(b.val_evaluator.metric) == {'bbox', 'segm'}
-    L = _c('fvit_eva02-l14-336_ov-lvis_896.py')
+    L = _c('fvit_eva02-l14-336_8xb8-48e_ov-lvis-896.py')
     assert L.model.roi_head.bbox_head.beta == 0.4
-    assert _c('fvit-declip_eva02-l14-336_ov-lvis_896.py').model.roi_head.bbox_head.vlm_temperature == 90.0
-    t = _c('fvit-declip_eva02-l14-336_ov-lvis-transfer-coco.py')
+    assert _c('fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-896.py').model.roi_head.bbox_head.vlm_temperature == 90.0
+    t = _c('fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-to-coco-896.py')
     th = t.model.roi_head.bbox_head
     assert (th.alpha, th.beta, th.vlm_temperature, th.learn_logit_scale, th.num_classes) == (0.2, 0.2, 120.0, False, 80)
-    o = _c('fvit-declip_eva02-l14-336_ov-lvis-transfer-objects365.py')
+    o = _c('fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-to-objects365v1-896.py')
     assert o.model.roi_head.bbox_head.alpha == 0.3 and o.test_dataloader.dataset.type == 'Objects365V2Dataset'
 
 
@@ -69,8 +69,8 @@ def test_anchor_and_roi_strides():
     from mmdet.registry import TASK_UTILS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    for name, strides, sizes in (('fvit_eva02-b16_ov-coco_640.py', [4, 8, 16, 32, 64], [32, 64, 128, 256, 512]),
-                                 ('fvit_eva02-l14-336_ov-coco_896.py', [3.5, 7, 14, 28, 56],
+    for name, strides, sizes in (('fvit_eva02-b16_8xb8-3e_ov-coco-640.py', [4, 8, 16, 32, 64], [32, 64, 128, 256, 512]),
+                                 ('fvit_eva02-l14-336_8xb8-3e_ov-coco-896.py', [3.5, 7, 14, 28, 56],
                                   [28, 56, 112, 224, 448])):
         cfg = _c(name)
         gen = TASK_UTILS.build(cfg.model.rpn_head.anchor_generator)

@@ -5,7 +5,7 @@ import os.path as osp
 
 from .conftest import REPO, load_tool
 
-CFG = osp.join(REPO, 'configs/fvit/fvit_tiny_synthetic.py')
+CFG = osp.join(REPO, 'configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
 
 
 def test_tiny_config_train_and_test(synthetic_det, tmp_path, monkeypatch):

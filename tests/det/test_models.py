@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 import declip_mm  # noqa: F401
 from .conftest import REPO
 
-TINY_CFG = osp.join(REPO, 'configs/fvit/fvit_tiny_synthetic.py')
+TINY_CFG = osp.join(REPO, 'configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
 
 
 def _tiny_model_cfg(text_embeddings=None):
@@ -105,7 +105,7 @@ def test_ov_lvis_l14_config_mask_rcnn_runs():
     from mmengine.model import revert_sync_batchnorm
 
     from declip_mm.models.backbones import tiny_clip_overrides
-    cfg = Config.fromfile(osp.join(REPO, 'configs/fvit/fvit-declip_eva02-l14-336_ov-lvis_896.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/fvit/fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-896.py'))
     m = copy.deepcopy(cfg.model)
     ov = tiny_clip_overrides('eva')
     ov['vision_cfg']['timm_kwargs']['patch_size'] = 14

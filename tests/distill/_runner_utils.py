@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-TINY_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'declip', 'tiny_default.py')
+TINY_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'declip', 'declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py')
 _counter = itertools.count()
 
 

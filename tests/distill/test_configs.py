@@ -13,9 +13,9 @@ CONFIGS = sorted(p for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
 
 def test_expected_configs_exist():
     names = {osp.basename(p) for p in CONFIGS}
-    assert {'tiny_default.py', 'declip_eva02_b16_dinov2_b_coco.py', 'declip_eva02_l14_336_dinov2_l_coco.py',
-            'declip_eva02_b16_dinov2_b_coco_paper.py', 'declip_openai_vitb16_dinov2_b_coco.py',
-            'ablation_clipself_eva02_b16_coco.py', 'ablation_self_vfm_eva02_b16_dinov2_b_coco.py'} <= names
+    assert {'declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py', 'declip_eva02-b16_dinov2-b_4xb4-6e_coco-560.py', 'declip_eva02-l14-336_dinov2-l_4xb2-6e_coco-560.py',
+            'declip_eva02-b16_dinov2-b-paper_8xb2-6e_coco-1024.py', 'declip_vitb16_dinov2-b_4xb4-6e_coco-560.py',
+            'declip_eva02-b16_no-context-clipself-ablation_4xb4-6e_coco-560.py', 'declip_eva02-b16_self-vfm-ablation_4xb4-6e_coco-560.py'} <= names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
@@ -29,7 +29,7 @@ def test_config_consistency(path):
     assert t.student_patch == (14 if 'L-14' in name else 16)
     if m.get('vfm'):
         assert t.vfm_patch == VFM_SPECS[m.vfm.name]['patch']
-    if osp.basename(path) == 'tiny_default.py':
+    if osp.basename(path) == 'declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py':
         return
     assert t.crop_size == (336 if name.endswith('336') else 224)
     assert t.det_size in (560, 1024) and t.max_crops == 20

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_CATSEG_CFG = osp.join(REPO, 'configs', 'catseg', 'catseg_tiny_synthetic.py')
-TINY_ZS_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'zeroshot_tiny_synthetic.py')
+TINY_CATSEG_CFG = osp.join(REPO, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py')
+TINY_ZS_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'trainingfree_tiny-eva02_ov-scenes-synthetic.py')
 
 
 def tiny_model_cfg(path, **overrides):

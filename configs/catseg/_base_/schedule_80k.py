@@ -1,6 +1,6 @@
 # CAT-Seg schedule: AdamW 2e-4 / wd 1e-4, CLIP (both towers) lr x0.01, norm layers wd 0, grad-clip 0.01 (full-model
 # L2 norm), cosine to 0 without warmup, 80k iterations, total batch 4, fp32.
-# AMP instead: optim_wrapper.type='AmpOptimWrapper' (see catseg_vitb16_openai_coco171_384_amp.py).
+# AMP instead: optim_wrapper.type='AmpOptimWrapper' (see catseg_vitb16_4xb1-amp-80k_coco-stuff171-train-384.py).
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),

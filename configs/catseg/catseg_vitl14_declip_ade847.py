@@ -1,3 +1,0 @@
-# Evaluate a catseg_vitl14_declip checkpoint on ade847:  python tools/test.py configs/catseg/catseg_vitl14_declip_ade847.py CHECKPOINT
-_base_ = ['./_base_/default_runtime.py', './_base_/models/catseg_vitl14_declip.py', './_base_/eval_ade847.py']
-model = dict(test_class_names='catseg_ade847')

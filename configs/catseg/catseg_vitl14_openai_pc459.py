@@ -1,3 +1,0 @@
-# Evaluate a catseg_vitl14_openai checkpoint on pc459:  python tools/test.py configs/catseg/catseg_vitl14_openai_pc459.py CHECKPOINT
-_base_ = ['./_base_/default_runtime.py', './_base_/models/catseg_vitl14_openai.py', './_base_/eval_pc459.py']
-model = dict(test_class_names='catseg_pc459')

@@ -1,9 +1,0 @@
-# Table 1, row 1: self-distillation only (CLIPSelf): content loss on the undecoupled dense feature
-# (last block without attention, F-ViT / CLIPSelf style), no VFM.
-_base_ = ['./declip_eva02_b16_dinov2_b_coco.py']
-model = dict(distill_mode='self', student=dict(dense_mode='maskclip'), vfm=None, context_weight=0.0)
-train_pipeline = [
-    dict(type='DeCLIPGridCrops', det_size=560, student_patch=16, vfm_patch=None, crop_size=224, max_crops=20,
-         grid='official', seed=0),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
