@@ -70,6 +70,13 @@ def fix_widths(node, narrowed):
     return out
 
 
+@pytest.fixture(autouse=True)
+def fast_truncated_normal(monkeypatch):
+    """timm's truncated-normal init (erfinv) dominates the build time on CPU; a clamped normal is as random."""
+    import timm.layers.weight_init as wi
+    monkeypatch.setattr(wi, '_trunc_normal_', lambda t, mean, std, a, b: t.normal_(mean, std).clamp_(a, b))
+
+
 def test_every_config_directory_is_covered():
     dirs = {osp.relpath(p, osp.join(REPO, 'configs')).split(osp.sep)[0] for p in CONFIGS}
     assert {'catseg', 'declip', 'fvit', 'zeroshot_seg'} <= dirs
