@@ -6,7 +6,8 @@
         --classes data/coco/annotations/instances_val2017.json --out data/text/coco_eva02_b16.pt [--npy X.npy]
 
 Writes a ``.pt`` dict name -> (D,) float32 vector (all classes + 'background'); ``--npy`` also writes the
-(K+1, D) array in class order with background last.  Use the text tower of the same CLIP the backbone comes from
+(K+1, D) array in class order with background last and its row names in ``<stem>.names.txt`` (required to load
+it).  Use the text tower of the same CLIP the backbone comes from
 (neither CLIPSelf nor DeCLIP trains it; DeCLIP exports hold only the visual tower, so pass the original CLIP file).
 ``--tiny eva|openai`` builds the tiny random test CLIP (embedded default / tests; ``--seed`` fixes it).
 """
@@ -23,7 +24,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--classes', required=True, help='annotation json | preset | names .txt | comma-separated names')
     p.add_argument('--out', required=True, help='output .pt file')
-    p.add_argument('--npy', default=None, help='also write a (K+1, D) .npy array in class order (background last)')
+    p.add_argument('--npy', default=None,
+                   help='also write a (K+1, D) .npy array in class order (background last) + its .names.txt')
     p.add_argument('--model', default='EVA02-B-16', help='open_clip model name')
     p.add_argument('--checkpoint', default=None, help='CLIP checkpoint holding the text tower')
     p.add_argument('--model-overrides', default=None, help='JSON dict deep-merged into the open_clip config')
@@ -39,7 +41,7 @@ def main(argv=None):
 
     from declip_mm.datasets.ov_detection import resolve_class_names
     from declip_mm.models.backbones import tiny_clip_overrides
-    from declip_mm.models.roi_heads.text_classifier import BACKGROUND, generate_text_embeddings
+    from declip_mm.models.roi_heads.text_classifier import BACKGROUND, generate_text_embeddings, npy_names_path
     from declip_mm.models.text import CLIPTextEncoder
     from declip_mm.models.text.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE, VILD_TEMPLATES
 
@@ -60,7 +62,10 @@ def main(argv=None):
     if args.npy:
         arr = np.stack([emb[n].numpy() for n in names if n != BACKGROUND] + [emb[BACKGROUND].numpy()])
         np.save(args.npy, arr.astype(np.float32))
-        print(f'wrote {args.npy}: shape {arr.shape}')
+        names_file = npy_names_path(args.npy)  # a .npy is only accepted together with its names
+        with open(names_file, 'w') as f:
+            f.write('\n'.join([n for n in names if n != BACKGROUND] + [BACKGROUND]) + '\n')
+        print(f'wrote {args.npy}: shape {arr.shape}, row names in {names_file}')
     return emb
 
 

@@ -1,6 +1,8 @@
 # Transfer evaluation: the OV-LVIS-trained F-ViT + DeCLIP L/14 tested on COCO val2017 (80 classes), F-ViT's transfer
-# recipe: one alpha for all classes (0.2), fixed T_det 50, T_vlm 120.  Paper (Table 14): 41.0 / 64.6 / 44.8
-# AP / AP50 / AP75.   python tools/test.py THIS_CONFIG work_dirs/<ov-lvis run>/epoch_48.pth
+# recipe (CLIPSelf configs/transfer/fvit_vitl14_upsample_fpn_transfer2coco.py): one alpha for all classes (0.2),
+# fixed T_det 50, T_vlm 120, boxes only (no mask head), 300 detections per image as in the OV-LVIS test setting.
+# Paper (Table 14): 41.0 / 64.6 / 44.8 AP / AP50 / AP75.
+#   python tools/test.py THIS_CONFIG work_dirs/<ov-lvis run>/epoch_48.pth
 _base_ = './fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-896.py'
 model = dict(
     roi_head=dict(
@@ -14,9 +16,11 @@ model = dict(
             beta=0.2,
             vlm_temperature=120.0,
             novel_classes=None,
-            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-        mask_head=dict(num_classes=80)),
-    test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=100)))
+            # test only; a plain CE replaces the OV-LVIS zero-weight loss (its class weights are for 1203 classes)
+            loss_cls=dict(_delete_=True, type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        mask_roi_extractor=None,
+        mask_head=None),
+    test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='Resize', scale=(896, 896), keep_ratio=True),

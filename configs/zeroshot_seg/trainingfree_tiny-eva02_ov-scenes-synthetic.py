@@ -13,7 +13,7 @@ model = dict(
         type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
         std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='EVA02-B-16', model_overrides=tiny_clip, dense_mode='csa',
-                  attn_scale='none', out_types=('dense', ), frozen=True),
+                  attn_scale='sqrt', out_types=('dense', ), frozen=True),
     text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', model_overrides=tiny_clip, frozen=True),
     # one class a line / a list; a list item may list synonyms (max over names)
     class_names=['sky', ['grass', 'lawn'], 'sand', ['water', 'sea'], 'road', 'building', 'tree', 'car'],

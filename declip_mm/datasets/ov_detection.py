@@ -8,7 +8,9 @@ Class lists live in ``declip_mm/data``:
 * ``ov_lvis/lvis_v1_categories.json`` — the 1203 LVIS v1 categories (id, name as in ``lvis_v1_val.json``,
   ``frequency`` r/c/f); rare (337) = novel.
 
-Labels follow the category order (sorted by id), which is also the order of text-embedding rows.
+Labels follow the configured class-name order (``metainfo['classes']``), which is also the order of the
+text-embedding rows: ``OVCocoDataset`` maps every category id to the index of its **name** in that list, whatever
+the order of the json's ``categories``.
 """
 import json
 import os.path as osp
@@ -16,6 +18,7 @@ from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Union
 
 from mmdet.datasets import CocoDataset
+from mmdet.datasets.api_wrappers import COCO
 
 from declip_mm.registry import DATASETS, DET_DATASETS, register_everywhere
 
@@ -136,6 +139,26 @@ def coco_palette(n: int) -> List[tuple]:
     return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.65, 0.95)) for i in range(n)]
 
 
+class NameOrderedCOCO(COCO):
+    """mmdet's COCO wrapper whose ``get_cat_ids(cat_names=...)`` follows the order of ``cat_names``.
+
+    pycocotools returns the matching ids in the json's category order, so mmdet's ``CocoDataset`` gives label i to
+    the i-th matching json category: a json not sorted like the class list silently mislabels every box.  Here label
+    i is the category **named** ``classes[i]``; a name listed twice in the json is an error.
+    """
+
+    def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):  # noqa: B006 (pycocotools' signature)
+        if not cat_names or sup_names or cat_ids:
+            return super().get_cat_ids(cat_names=cat_names, sup_names=sup_names, cat_ids=cat_ids)
+        by_name: Dict[str, List[int]] = {}
+        for c in self.dataset['categories']:
+            by_name.setdefault(c['name'], []).append(c['id'])
+        dup = {n: by_name[n] for n in cat_names if len(by_name.get(n, ())) > 1}
+        if dup:
+            raise ValueError(f'category names listed more than once in the annotation file: {dup}')
+        return [by_name[n][0] for n in cat_names if n in by_name]
+
+
 @register_everywhere(DET_DATASETS, DATASETS)
 class OVCocoDataset(CocoDataset):
     """OV-COCO (OVR-CNN split): mmdet's ``CocoDataset`` over the 65 OV-COCO classes in COCO-id order.
@@ -144,7 +167,12 @@ class OVCocoDataset(CocoDataset):
     (``instances_train2017_seen_2_65_cat.json`` — base annotations only, 65 categories listed — and
     ``instances_val2017_all_2.json``).  ``metainfo`` additionally carries ``base_classes`` / ``novel_classes``.
     A different class split (e.g. the synthetic set) is given through ``metainfo=dict(classes=..., novel_classes=...)``.
+
+    Labels: the category named ``classes[i]`` gets label i (matched by name, then by category id), independent of
+    the order of the json's ``categories`` (mmdet's ``CocoDataset`` uses the json order); every class must be a
+    category of the file.
     """
+    COCOAPI = NameOrderedCOCO
     METAINFO = dict(classes=OV_COCO_CLASSES, base_classes=OV_COCO_BASE_CLASSES,
                     novel_classes=OV_COCO_NOVEL_CLASSES, palette=coco_palette(len(OV_COCO_CLASSES)))
 

@@ -1,9 +1,13 @@
 """Open-vocabulary segmentation mIoU with detectron2's definition (CAT-Seg / DeCLIP Table 4).
 
-detectron2 ``SemSegEvaluator``: a confusion matrix over non-ignored pixels; IoU_c = TP / (GT + Pred - TP);
+detectron2 ``SemSegEvaluator``: per-class areas over non-ignored pixels; IoU_c = TP / (GT + Pred - TP);
 mIoU = mean over the classes whose **dataset-level ground truth is non-empty**.  mmseg's ``IoUMetric`` averages over
 union > 0, so a class that is predicted but absent from the ground truth counts as 0 there (lower on ADE-847 /
 PC-459).  ``rule='mmseg'`` reproduces that for comparison.
+
+The areas are computed per image with mmseg's ``IoUMetric.intersect_and_union`` and kept **per sample**: mmengine's
+``collect_results`` then drops the samples that ``DefaultSampler(round_up=True)`` repeats to pad the last ranks, so
+a multi-GPU evaluation counts every image exactly once.
 """
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence
@@ -12,28 +16,31 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
+from mmseg.evaluation.metrics import IoUMetric
 
 from declip_mm.registry import METRICS, SEG_METRICS, register_everywhere
 
-__all__ = ['OVSegMetric', 'confusion_matrix', 'miou_from_confusion']
+__all__ = ['OVSegMetric', 'image_areas', 'seg_summaries']
 
 
-def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
-    """(K, K) int64 matrix, rows = ground truth, cols = prediction; GT outside [0, K) or == ignore is dropped."""
+def image_areas(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """(4, K) int64 areas of one image: intersect, union, pred, label (mmseg's ``intersect_and_union``).
+
+    Pixels whose GT is ``ignore_index`` or outside [0, K) are dropped (a GT value outside the class range that is not
+    the ignore value is not counted as a prediction either).
+    """
     pred = pred.reshape(-1).long()
     gt = gt.reshape(-1).long()
-    keep = (gt != ignore_index) & (gt >= 0) & (gt < num_classes) & (pred >= 0) & (pred < num_classes)
-    idx = gt[keep] * num_classes + pred[keep]
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
+    valid = (gt >= 0) & (gt < num_classes) & (pred >= 0) & (pred < num_classes)
+    gt = torch.where(valid, gt, torch.full_like(gt, ignore_index))
+    areas = IoUMetric.intersect_and_union(pred, gt, num_classes, ignore_index)
+    # float32 histogram counts of one image are exact integers (< 2^24 pixels per class); sum them as int64
+    return torch.stack([a.round().long() for a in areas]).cpu()
 
 
-def miou_from_confusion(conf: np.ndarray, rule: str = 'detectron2') -> Dict[str, object]:
-    """IoU / accuracy summaries from a (K, K) confusion matrix (fractions, not percent)."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(conf)
-    gt = conf.sum(1)
-    pred = conf.sum(0)
-    union = gt + pred - tp
+def seg_summaries(areas: np.ndarray, rule: str = 'detectron2') -> Dict[str, object]:
+    """Summaries from summed (4, K) areas (intersect, union, pred, label); fractions, not percent."""
+    tp, union, pred, gt = (np.asarray(a, dtype=np.float64) for a in areas)
     with np.errstate(divide='ignore', invalid='ignore'):
         iou = np.where(union > 0, tp / union, np.nan)
         acc = np.where(gt > 0, tp / gt, np.nan)
@@ -60,12 +67,14 @@ class OVSegMetric(BaseMetric):
         num_classes: default = ``len(dataset_meta['classes'])``.
         rule: ``'detectron2'`` (classes with GT) or ``'mmseg'`` (classes with union > 0, for comparison).
         also_mmseg_rule: additionally report ``mIoU_mmseg``.
-        per_class: log the per-class IoU table.
+        per_class: log mmseg's per-class IoU / Acc table (class names; IoU of a class without GT or prediction
+            is nan).
+    One result per image: ``(4, K)`` int64 areas.
     """
     default_prefix = ''
 
     def __init__(self, ignore_index: int = 255, num_classes: Optional[int] = None, rule: str = 'detectron2',
-                 also_mmseg_rule: bool = True, per_class: bool = False, collect_device: str = 'cpu',
+                 also_mmseg_rule: bool = True, per_class: bool = True, collect_device: str = 'cpu',
                  prefix: Optional[str] = None, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if rule not in ('detectron2', 'mmseg'):
@@ -85,7 +94,6 @@ class OVSegMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         K = self._k()
-        conf = None
         for ds in data_samples:
             pred = ds['pred_sem_seg']['data'].squeeze()
             gt = ds['gt_sem_seg']['data'].squeeze().to(pred.device)
@@ -93,27 +101,29 @@ class OVSegMetric(BaseMetric):
                 raise ValueError(f'prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in size '
                                  f'for {ds.get("img_path", "an image")}: load annotations after Resize in the test '
                                  'pipeline so the GT keeps its original size')
-            c = confusion_matrix(pred, gt, K, self.ignore_index)
-            conf = c if conf is None else conf + c
-        if conf is None:
-            return
-        # a single running matrix per rank keeps memory at K^2 (847^2) instead of K^2 per image
-        if self.results:
-            self.results[0] += conf
-        else:
-            self.results.append(conf)
+            self.results.append(image_areas(pred, gt, K, self.ignore_index))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        conf = sum(r.numpy().astype(np.int64) for r in results)
-        main = miou_from_confusion(conf, self.rule)
+        areas = torch.stack(results).sum(0).numpy()  # (4, K) int64
+        main = seg_summaries(areas, self.rule)
         out = OrderedDict(mIoU=round(main['mIoU'] * 100, 2), fwIoU=round(main['fwIoU'] * 100, 2),
                           mACC=round(main['mACC'] * 100, 2), pACC=round(main['pACC'] * 100, 2))
         if self.also_mmseg_rule:
             other = 'mmseg' if self.rule == 'detectron2' else 'detectron2'
-            out[f'mIoU_{other}'] = round(miou_from_confusion(conf, other)['mIoU'] * 100, 2)
+            out[f'mIoU_{other}'] = round(seg_summaries(areas, other)['mIoU'] * 100, 2)
         if self.per_class:
-            classes = (self.dataset_meta or {}).get('classes', [str(i) for i in range(len(conf))])
-            lines = [f'{c}: {("%.2f" % (v * 100)) if not np.isnan(v) else "n/a"}'
-                     for c, v in zip(classes, main['IoU'])]
-            print_log('per-class IoU\n' + '\n'.join(lines), logger=MMLogger.get_current_instance())
+            print_log('per class results:\n' + self.class_table(main), logger=MMLogger.get_current_instance())
         return out
+
+    def class_table(self, summary: dict) -> str:
+        """mmseg's per-class table (``Class | IoU | Acc``, percent) as a string."""
+        from prettytable import PrettyTable
+        K = len(summary['IoU'])
+        classes = list((self.dataset_meta or {}).get('classes', ()))
+        if len(classes) != K:
+            classes = [str(i) for i in range(K)]
+        table = PrettyTable()
+        table.add_column('Class', classes)
+        table.add_column('IoU', np.round(summary['IoU'] * 100, 2).tolist())
+        table.add_column('Acc', np.round(summary['ACC'] * 100, 2).tolist())
+        return table.get_string()

@@ -60,8 +60,15 @@ def test_ov_lvis_recipe():
     t = _c('fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-to-coco-896.py')
     th = t.model.roi_head.bbox_head
     assert (th.alpha, th.beta, th.vlm_temperature, th.learn_logit_scale, th.num_classes) == (0.2, 0.2, 120.0, False, 80)
+    assert t.model.test_cfg.rcnn.max_per_img == 300  # CLIPSelf's transfer configs inherit the OV-LVIS 300
+    assert th.loss_cls.type == 'CrossEntropyLoss' and 'bg_weight' not in th.loss_cls  # stock loss, no merged keys
     o = _c('fvit_eva02-l14-336-declip_8xb8-48e_ov-lvis-to-objects365v1-896.py')
-    assert o.model.roi_head.bbox_head.alpha == 0.3 and o.test_dataloader.dataset.type == 'Objects365V2Dataset'
+    oh = o.model.roi_head.bbox_head
+    assert (oh.alpha, oh.num_classes, oh.class_names) == (0.3, 365, 'objects365v1')
+    assert o.test_dataloader.dataset.type == 'Objects365V1Dataset'  # v1, as CLIPSelf and the paper
+    assert 'objects365v1' in oh.text_embeddings and 'Obj365_v1' in o.test_evaluator.ann_file
+    assert o.test_evaluator.sort_categories and o.model.test_cfg.rcnn.max_per_img == 300
+    assert o.model.roi_head.mask_head is None and t.model.roi_head.mask_head is None  # boxes only, as CLIPSelf
 
 
 def test_anchor_and_roi_strides():

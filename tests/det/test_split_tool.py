@@ -96,3 +96,31 @@ def test_ov_coco_dataset_checks_classes(tmp_path):
     (tmp_path / 'seen48.json').write_text(json.dumps(seen))
     with pytest.raises(ValueError, match='65 classes configured but only 48'):
         OVCocoDataset(ann_file=str(tmp_path / 'seen48.json'), data_prefix=dict(img=''), pipeline=[])
+
+
+def test_ov_coco_labels_follow_class_names_not_json_order(tmp_path):
+    """A json whose categories are not sorted by id (here reversed) must still label `person` as the index of
+    'person' in the class list (= its text-embedding row); mmdet's CocoDataset would give it the json position."""
+    import pytest
+
+    from declip_mm.datasets.ov_detection import OVCocoDataset, make_ov_coco_split
+    tr, _ = _stock_coco('train')
+    ann = make_ov_coco_split(tr, 'base', all_categories=True)
+    ann['categories'] = ann['categories'][::-1]
+    (tmp_path / 'rev.json').write_text(json.dumps(ann))
+    ds = OVCocoDataset(ann_file=str(tmp_path / 'rev.json'), data_prefix=dict(img=''), pipeline=[])
+    id2name = {c['id']: c['name'] for c in ann['categories']}
+    got = sorted((i['bbox_label'], id2name[ds.cat_ids[i['bbox_label']]]) for d in ds for i in d['instances'])
+    assert got == sorted([(OV_COCO_CLASSES.index('person'), 'person'), (OV_COCO_CLASSES.index('car'), 'car')])
+    assert [id2name[c] for c in ds.cat_ids] == list(OV_COCO_CLASSES)
+    # a custom class order (e.g. a text-embedding file in another order) is followed as well
+    order = list(OV_COCO_CLASSES)[::-1]
+    ds2 = OVCocoDataset(ann_file=str(tmp_path / 'rev.json'), data_prefix=dict(img=''), pipeline=[],
+                        metainfo=dict(classes=order))
+    labels = sorted(i['bbox_label'] for d in ds2 for i in d['instances'])
+    assert labels == sorted([order.index('person'), order.index('car')])
+    # a name listed twice is refused
+    dup = dict(ann, categories=ann['categories'] + [dict(id=999, name='person')])
+    (tmp_path / 'dup.json').write_text(json.dumps(dup))
+    with pytest.raises(ValueError, match='more than once'):
+        OVCocoDataset(ann_file=str(tmp_path / 'dup.json'), data_prefix=dict(img=''), pipeline=[])

@@ -28,6 +28,7 @@ def test_gen_tool_pt_and_npy_match(tmp_path):
     tool.main(['--classes', ','.join(names), '--out', pt, '--npy', npy, '--tiny', 'eva', '--device', 'cpu'])
     d = torch.load(pt)
     assert list(d) == names + ['background']
+    assert (tmp_path / 'e.names.txt').read_text().split('\n')[:4] == names + ['background']
     assert all(v.shape == (32, ) and abs(v.norm().item() - 1) < 1e-5 for v in d.values())
     a = load_text_embeddings(pt, names, num_classes=3, dim=32)
     b = load_text_embeddings(npy, names, num_classes=3, dim=32)
@@ -51,11 +52,46 @@ def test_gen_tool_pt_and_npy_match(tmp_path):
     assert torch.allclose(ca(x), cb(x), atol=1e-5)
 
 
+def test_npy_without_names_is_refused_and_rows_follow_names(tmp_path):
+    """A .npy carries no names: refused alone; with its names file the rows are selected by name, so a file
+    written in another class order still gives each class its own row."""
+    rng = np.random.default_rng(0)
+    arr = rng.normal(size=(4, 16)).astype(np.float32)  # rows: dog, cat, bird, background
+    npy = tmp_path / 'e.npy'
+    np.save(npy, arr)
+    with pytest.raises(ValueError, match='carries no class names'):
+        load_text_embeddings(str(npy), ['cat', 'dog', 'bird'])
+    with pytest.raises(ValueError, match='carries no class names'):
+        TextEmbeddingClassifier(16, 4, text_embeddings=str(npy), class_names=['cat', 'dog', 'bird'])
+    (tmp_path / 'e.names.txt').write_text('dog\ncat\nbird\nbackground\n')
+    emb = load_text_embeddings(str(npy), ['cat', 'dog', 'bird'])
+    unit = arr / np.linalg.norm(arr, axis=1, keepdims=True)
+    assert np.allclose(emb.numpy(), unit[[1, 0, 2, 3]], atol=1e-6)  # cat, dog, bird, background
+    # without class_names the classifier takes the file's names (compared with the dataset by OVClassCheckHook)
+    clf = TextEmbeddingClassifier(16, 4, text_embeddings=str(npy))
+    assert clf.class_names == ['dog', 'cat', 'bird']
+    from types import SimpleNamespace
+
+    from declip_mm.models.detectors import check_head_classes
+    model = SimpleNamespace(roi_head=SimpleNamespace(bbox_head=SimpleNamespace(num_classes=3, fc_cls=clf)))
+    check_head_classes(model, dict(classes=('dog', 'cat', 'bird')))
+    with pytest.raises(ValueError, match='class_names differ'):
+        check_head_classes(model, dict(classes=('cat', 'dog', 'bird')))
+    # names file / array disagree
+    (tmp_path / 'e.names.txt').write_text('dog\ncat\nbackground\n')
+    with pytest.raises(ValueError, match='3 names'):
+        load_text_embeddings(str(npy))
+    (tmp_path / 'e.names.txt').write_text('dog\ncat\nbird\nfish\n')
+    with pytest.raises(ValueError, match='no "background" row'):
+        load_text_embeddings(str(npy))
+
+
 def test_mismatch_errors(tmp_path):
     rng = np.random.default_rng(0)
     arr = rng.normal(size=(4, 16)).astype(np.float32)
     npy = str(tmp_path / 'e.npy')
     np.save(npy, arr)
+    (tmp_path / 'e.names.txt').write_text('a\nb\nc\nbackground\n')
     with pytest.raises(ValueError, match='3 class embeddings .* 5 classes'):
         load_text_embeddings(npy, num_classes=5)
     with pytest.raises(ValueError, match='background row'):

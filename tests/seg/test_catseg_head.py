@@ -175,3 +175,97 @@ def test_state_dict_names_follow_the_official_aggregator():
     assert 'layers.0.swin_block.block_1.attn_mask' not in sd  # shift 0: no mask (as officially)
     assert head.decoder1.conv.double_conv[1].num_groups == 4 and head.decoder2.conv.double_conv[1].num_groups == 2
     assert len(head.layers) == 2
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# tests that fail on one-line mutations of the head (each names the mutation it catches)
+# ------------------------------------------------------------------------------------------------------------------
+def test_shallow_tap_feeds_the_first_decoder_stage_and_deep_tap_the_second():
+    """Official: res4 = upsample1(block 4 output) -> decoder1, res5 = upsample2(block 8 output) -> decoder2.
+
+    With upsample2 silenced the deep tap cannot matter any more; catches ``block_feats[::-1]``.
+    """
+    head = tiny_head().eval()
+    dense, text, taps = inputs(T=3)
+    with torch.no_grad():
+        head.upsample2.weight.zero_()
+        base = head(dense, text, taps)
+        assert torch.equal(head(dense, text, [taps[0], torch.randn_like(taps[1])]), base)
+        assert not torch.allclose(head(dense, text, [torch.randn_like(taps[0]), taps[1]]), base)
+    # and the other way round: silencing upsample1 leaves only the deep tap in play
+    head = tiny_head().eval()
+    with torch.no_grad():
+        head.upsample1.weight.zero_()
+        base = head(dense, text, taps)
+        assert torch.equal(head(dense, text, [torch.randn_like(taps[0]), taps[1]]), base)
+        assert not torch.allclose(head(dense, text, [taps[0], torch.randn_like(taps[1])]), base)
+
+
+def test_class_aggregation_pools_2x2_in_training_and_1x1_at_test(monkeypatch):
+    """Catches swapping ``train_pooling_size`` / ``test_pooling_size`` (official eval.sh: POOLING_SIZES [1,1])."""
+    seen = []
+    orig = ClassAggregation.forward
+
+    def spy(self, x, guidance, pool_size):
+        seen.append(tuple(pool_size))
+        return orig(self, x, guidance, pool_size)
+
+    monkeypatch.setattr(ClassAggregation, 'forward', spy)
+    head = CATSegHead(text_dim=16, guidance_in_channels=24, appearance_guidance_proj_dim=16,
+                      text_guidance_proj_dim=16, decoder_dims=(32, 16), decoder_guidance_dims=(32, 16),
+                      decoder_guidance_proj_dims=(8, 4), hidden_dim=32, num_heads=4, feature_resolution=(8, 8),
+                      window_size=4, pad_len=8)  # default pooling sizes
+    dense, text, taps = inputs(T=3)
+    head.eval()
+    with torch.no_grad():
+        head(dense, text, taps)
+    assert seen == [(1, 1), (1, 1)]
+    seen.clear()
+    head.train()
+    head(dense, text, taps)
+    assert seen == [(2, 2), (2, 2)]
+
+
+def _reference_swin_block(blk, x, guidance):
+    """Plain re-implementation of a (shifted) guided Swin block without window partitioning.
+
+    Every token of the cyclically shifted map attends to the tokens of its own window **and** its own shift region
+    (Swin's mask; -inf here, -100 in Swin); then reverse shift, residual, MLP.
+    """
+    H, W = blk.input_resolution
+    ws, ss = blk.window_size, blk.shift_size
+    N, L, C = x.shape
+    a = blk.attn
+    h = a.num_heads
+    xg = torch.cat([blk.norm1(x).view(N, H, W, C), guidance.view(N, H, W, -1)], dim=-1)
+    xg = torch.roll(xg, shifts=(-ss, -ss), dims=(1, 2)).reshape(N, L, -1)
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing='ij')
+    window = ((ys // ws) * (W // ws) + xs // ws).flatten()
+
+    def region(c, size):
+        return 0 if c < size - ws else (1 if c < size - ss else 2)
+
+    reg = torch.tensor([[region(i, H) * 3 + region(j, W) for j in range(W)] for i in range(H)]).flatten()
+    if ss == 0:
+        reg = torch.zeros_like(reg)
+    allowed = (window[:, None] == window[None]) & (reg[:, None] == reg[None])
+    q = a.q(xg).view(N, L, h, -1).transpose(1, 2) * a.scale
+    k = a.k(xg).view(N, L, h, -1).transpose(1, 2)
+    v = a.v(xg[..., :C]).view(N, L, h, -1).transpose(1, 2)
+    att = (q @ k.transpose(-2, -1)).masked_fill(~allowed, float('-inf')).softmax(-1)
+    o = a.proj((att @ v).transpose(1, 2).reshape(N, L, C)).view(N, H, W, C)
+    o = torch.roll(o, shifts=(ss, ss), dims=(1, 2)).reshape(N, L, C)
+    y = x + o
+    return y + blk.mlp(blk.norm2(y))
+
+
+@pytest.mark.parametrize('which', ['block_1', 'block_2'])
+def test_swin_blocks_equal_a_plain_masked_attention(which):
+    """Catches passing ``mask=None`` to the shifted-window attention (and window partition/reverse bugs)."""
+    head = tiny_head()
+    blk = getattr(head.layers[0].swin_block, which)
+    assert blk.shift_size == (2 if which == 'block_2' else 0)
+    x = torch.randn(3, 64, 32)
+    g = torch.randn(3, 64, 16)
+    with torch.no_grad():
+        assert torch.allclose(blk(x, g), _reference_swin_block(blk, x, g), atol=1e-5)

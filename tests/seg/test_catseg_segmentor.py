@@ -175,3 +175,55 @@ def test_bad_config_errors():
     cfg = tiny_model_cfg(TINY_CATSEG_CFG, class_names='no_such_list')
     with pytest.raises(FileNotFoundError):
         build_seg_model(cfg)
+
+
+def test_views_follow_the_official_unfold_order(eva_model):
+    """Windows in ``nn.Unfold`` order (row-major, as CAT-Seg's ``rearrange(unfold(image))``) + the global view.
+
+    Catches transposing the window loops in ``CATSeg._views`` (the fold would put windows in the wrong place).
+    """
+    import torch.nn as nn
+    import torch.nn.functional as F
+    m = eva_model
+    old = m.slide_cfg
+    m.slide_cfg = dict(out_size=40, kernel=24, stride=16, global_view=True)
+    img = torch.randn(3, 30, 50)
+    views = m._views(img)
+    big = F.interpolate(img[None], size=(40, 40), mode='bilinear', align_corners=False)
+    ref = nn.Unfold(kernel_size=24, stride=16)(big)[0].t().reshape(-1, 3, 24, 24)
+    assert views.shape == (5, 3, 24, 24)
+    assert torch.equal(views[:4], ref)
+    assert torch.allclose(views[4], F.interpolate(img[None], size=(24, 24), mode='bilinear', align_corners=False)[0])
+    m.slide_cfg = old
+
+
+def test_sliding_inference_reassembles_the_image(eva_model, monkeypatch):
+    """With a fake network whose logit is the view's first channel, the merged probabilities must equal
+    (sigmoid(640-resize) + resized sigmoid(global view)) / 2 at the original size (computed here directly)."""
+    import torch.nn.functional as F
+    m = eva_model.eval()
+    old = m.slide_cfg
+    m.slide_cfg = dict(out_size=40, kernel=24, stride=16, global_view=True)
+    monkeypatch.setattr(m, 'encode_decode', lambda v, batch_data_samples=None, class_names=None: v[:, :1])
+    img = torch.randn(1, 3, 30, 50)
+    meta = dict(img_shape=(30, 50), ori_shape=(33, 47))
+    out = m.inference_probs(img, [meta])[0]
+    big = F.interpolate(img, size=(40, 40), mode='bilinear', align_corners=False)[:, :1].sigmoid()
+    small = F.interpolate(img, size=(24, 24), mode='bilinear', align_corners=False)[:, :1].sigmoid()
+    glob = F.interpolate(small, size=(40, 40), mode='bilinear', align_corners=False)
+    ref = F.interpolate((big + glob) / 2, size=(33, 47), mode='bilinear', align_corners=False)[0]
+    assert out.shape == (1, 33, 47)
+    assert torch.allclose(out, ref, atol=1e-6)
+    m.slide_cfg = old
+
+
+def test_guidance_taps_are_the_backbone_blocks_in_ascending_order(eva_model):
+    """``extract_feat`` hands the shallow tap first (out_indices sorted), as the head expects."""
+    m = eva_model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        _, taps = m.extract_feat(x)
+        feats = m.backbone.extract(x, outputs=('feats', ))['feats']
+    idx = m.backbone.out_indices
+    assert list(idx) == sorted(idx) and len(taps) == 2
+    assert torch.equal(taps[0], feats[0]) and torch.equal(taps[1], feats[1])

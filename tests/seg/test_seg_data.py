@@ -81,7 +81,32 @@ def test_ade847_id_map_and_converter_helpers():
     assert out.dtype == np.uint16 and out.tolist() == [[0, 1, 65535]]
     assert ade20k_847.short_side_512(1024, 2048) == (512, 1024)
     assert pascal_context_459.convert_label_map(np.array([[1, 256, 459]])).tolist() == [[0, 255, 458]]
-    assert coco_object.stuff171_to_object(np.array([[0, 79, 80, 170, 255]])).tolist() == [[1, 80, 0, 0, 255]]
+    # unlabeled (255) is background, as in GroupViT / TCL / ProxyCLIP (see test_coco_object_matches_groupvit_rule)
+    assert coco_object.stuff171_to_object(np.array([[0, 79, 80, 170, 255]])).tolist() == [[1, 80, 0, 0, 0]]
+
+
+def test_coco_object_matches_groupvit_rule():
+    """mmseg's COCO-Stuff converter followed by ours == GroupViT's rule on the raw stuffthingmaps ids.
+
+    GroupViT (reused by TCL / ProxyCLIP / DeCLIP) maps raw id k to (its 171 train id) + 1 for k <= 90 (things) and to
+    0 for every k > 90, which includes the unlabeled 255.  The 171 train ids come from mmseg's own converter table.
+    """
+    import importlib.util
+    import mmseg
+    sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
+    import coco_object
+    conv = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'dataset_converters', 'coco_stuff164k.py')
+    spec = importlib.util.spec_from_file_location('mmseg_coco_stuff164k', conv)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw_to_171 = mod.clsID_to_trID
+    assert len(raw_to_171) == 172 and raw_to_171[255] == 255
+    raw = np.array(sorted(raw_to_171), np.uint8)[None]          # every raw id, incl. 255
+    train171 = np.vectorize(raw_to_171.get)(raw).astype(np.uint8)
+    groupvit = np.array([[0 if k > 90 else raw_to_171[k] + 1 for k in raw[0].tolist()]])
+    out = coco_object.stuff171_to_object(train171)
+    assert out.tolist() == groupvit.tolist()
+    assert out.max() == 80 and (out == 0).sum() == 92  # 91 stuff ids + unlabeled
 
 
 def test_synthetic_dataset(tmp_path):
@@ -126,7 +151,7 @@ def test_converters_end_to_end(tmp_path):
     ann.mkdir(parents=True)
     Image.fromarray(np.array([[0, 79, 80, 255]], np.uint8)).save(ann / '1_labelTrainIds.png')
     coco_object.main([str(tmp_path / 'coco')])
-    assert np.array(Image.open(ann / '1_instanceTrainIds.png')).tolist() == [[1, 80, 0, 255]]
+    assert np.array(Image.open(ann / '1_instanceTrainIds.png')).tolist() == [[1, 80, 0, 0]]
     # PC-459 from a trainval .mat
     import pascal_context_459
     import scipy.io

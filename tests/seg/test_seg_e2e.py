@@ -17,6 +17,36 @@ def _opts(data_root):
             'train_cfg.max_iters=2']
 
 
+def _dumping_config(tmp_path, base_cfg):
+    """``base_cfg`` whose test evaluator also dumps every prediction (mmengine ``DumpResults``)."""
+    dump = str(tmp_path / 'preds.pkl')
+    cfg = tmp_path / 'dump_cfg.py'
+    cfg.write_text(f"_base_ = [{base_cfg!r}]\n"
+                   f"test_evaluator = [dict(type='OVSegMetric', ignore_index=255), "
+                   f"dict(type='DumpResults', out_file_path={dump!r})]\n")
+    return str(cfg), dump
+
+
+def independent_miou(dump_file, num_classes, ignore=255):
+    """detectron2 / mmseg mIoU (percent) recomputed with numpy from the dumped predictions and ground truth."""
+    import pickle
+
+    import numpy as np
+    with open(dump_file, 'rb') as f:
+        samples = pickle.load(f)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for s in samples:
+        p = np.asarray(s['pred_sem_seg']['data']).reshape(-1).astype(np.int64)
+        g = np.asarray(s['gt_sem_seg']['data']).reshape(-1).astype(np.int64)
+        k = g != ignore
+        conf += np.bincount(g[k] * num_classes + p[k], minlength=num_classes ** 2).reshape(num_classes, -1)
+    tp = np.diag(conf).astype(float)
+    gt, pred = conf.sum(1), conf.sum(0)
+    union = gt + pred - tp
+    iou = tp / np.maximum(union, 1)
+    return len(samples), 100 * iou[gt > 0].mean(), 100 * iou[union > 0].mean()
+
+
 def test_catseg_tiny_train_then_test(tmp_path):
     import test as test_tool
     import train as train_tool
@@ -26,8 +56,11 @@ def test_catseg_tiny_train_then_test(tmp_path):
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
     # (mmseg's SegVisualizationHook asks runner.iter, which builds the train loop: keep its data in tmp too)
-    metrics = test_tool.main([TINY_CATSEG_CFG, ckpt, '--work-dir', str(tmp_path / 'test')] + _opts(data_root))
-    assert 0.0 <= metrics['mIoU'] <= 100.0 and 'mIoU_mmseg' in metrics
+    cfg, dump = _dumping_config(tmp_path, TINY_CATSEG_CFG)
+    metrics = test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path / 'test')] + _opts(data_root))
+    n, d2, mm = independent_miou(dump, 8)
+    assert n == 2
+    assert metrics['mIoU'] == pytest.approx(d2, abs=0.006) and metrics['mIoU_mmseg'] == pytest.approx(mm, abs=0.006)
     overlays = glob.glob(str(tmp_path / 'test' / '*' / 'vis_data' / 'vis_image' / '*.png'))
     assert len(overlays) == 2  # one overlay picture per test image
 
@@ -35,9 +68,12 @@ def test_catseg_tiny_train_then_test(tmp_path):
 def test_zeroshot_tiny_through_test_tool(tmp_path):
     import test as test_tool
     data_root = str(tmp_path / 'synth')
-    metrics = test_tool.main([TINY_ZS_CFG, '--work-dir', str(tmp_path / 'zs'), '--cfg-options',
+    cfg, dump = _dumping_config(tmp_path, TINY_ZS_CFG)
+    metrics = test_tool.main([cfg, '--work-dir', str(tmp_path / 'zs'), '--cfg-options',
                               f'test_dataloader.dataset.data_root={data_root}', 'test_dataloader.dataset.num_images=2'])
-    assert 0.0 <= metrics['mIoU'] <= 100.0
+    n, d2, mm = independent_miou(dump, 8)
+    assert n == 2
+    assert metrics['mIoU'] == pytest.approx(d2, abs=0.006) and metrics['mIoU_mmseg'] == pytest.approx(mm, abs=0.006)
     assert len(glob.glob(str(tmp_path / 'zs' / '*' / 'vis_data' / 'vis_image' / '*.png'))) == 2
 
 

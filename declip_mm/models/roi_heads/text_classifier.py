@@ -4,7 +4,9 @@ Embedding files (written by ``tools/gen_text_embeddings.py``):
 
 * ``.pt``  — ``dict`` class name -> (D,) vector, containing every class name and ``'background'``; rows are
   selected by name (exact, else the cleaned name ``_``->space, lower-case), so one file serves several class lists;
-* ``.npy`` — (K+1, D) array in class order with the background vector as the last row.
+* ``.npy`` — (K+1, D) array **with its names file** ``<same stem>.names.txt`` next to it (one name a line, row
+  order, ``background`` included).  Rows are then selected by name like a ``.pt`` file; a ``.npy`` without its
+  names file is refused (a file of the right length in another class order would silently use the wrong rows).
 """
 import os.path as osp
 import warnings
@@ -22,17 +24,44 @@ from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 BACKGROUND = 'background'
 
 
+def npy_names_path(path: str) -> str:
+    """The names file that must accompany an embedding ``.npy``: ``x.npy`` -> ``x.names.txt``."""
+    return osp.splitext(path)[0] + '.names.txt'
+
+
+def _read_npy_with_names(path: str) -> dict:
+    names_file = npy_names_path(path)
+    if not osp.isfile(names_file):
+        raise ValueError(f'{path}: a .npy text-embedding array carries no class names, so its rows cannot be checked '
+                         f'against the classes; put the names (one a line, row order, "background" included) in '
+                         f'{names_file}, or use the .pt file written by tools/gen_text_embeddings.py')
+    with open(names_file) as f:
+        names = [ln.rstrip('\n') for ln in f if ln.strip()]
+    arr = np.load(path, allow_pickle=False)
+    if arr.ndim != 2 or arr.shape[0] != len(names):
+        raise ValueError(f'{path}: array of shape {tuple(arr.shape)} but {len(names)} names in {names_file} '
+                         '(expected one row per name)')
+    if len(set(names)) != len(names):
+        raise ValueError(f'{names_file}: duplicate class names')
+    if BACKGROUND not in names:
+        raise ValueError(f'{names_file}: no "{BACKGROUND}" row')
+    return dict(zip(names, arr))
+
+
 def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
                          class_names: Optional[Sequence[str]] = None,
                          num_classes: Optional[int] = None,
-                         dim: Optional[int] = None) -> Tensor:
+                         dim: Optional[int] = None,
+                         return_names: bool = False):
     """Load a (K+1, D) L2-normalised float32 matrix: K class rows in ``class_names`` order, background last.
 
     Args:
-        source: ``.pt`` path (dict name -> vector) / ``.npy`` path ((K+1, D) array) / a dict / an array or tensor.
-        class_names: class order (required for dicts unless the dict's own order is wanted).
+        source: ``.pt`` path (dict name -> vector) / ``.npy`` path with its ``.names.txt`` / a dict / an array or
+            tensor (rows already in class order, background last; only for code, a file always carries names).
+        class_names: class order; None: the order of the file / dict.
         num_classes: expected K (the dataset's class count); mismatch raises ``ValueError``.
         dim: expected D (the region-embedding width); mismatch raises ``ValueError``.
+        return_names: also return the K class names of the rows (None for a bare array).
     """
     what = source if isinstance(source, str) else type(source).__name__
     if isinstance(source, str):
@@ -40,11 +69,12 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
             raise FileNotFoundError(f'text-embedding file not found: {source} '
                                     '(generate it with tools/gen_text_embeddings.py)')
         if source.endswith('.npy'):
-            source = np.load(source)
+            source = _read_npy_with_names(source)
         elif source.endswith(('.pt', '.pth')):
             source = torch.load(source, map_location='cpu', weights_only=True)
         else:
-            raise ValueError(f'{source}: text embeddings must be a .pt dict (name -> vector) or a .npy array')
+            raise ValueError(f'{source}: text embeddings must be a .pt dict (name -> vector) or a .npy array with '
+                             'its .names.txt')
     if isinstance(source, dict):
         if 'embeddings' in source and 'names' in source:  # tolerated alternative layout
             source = dict(zip(source['names'], source['embeddings']))
@@ -66,6 +96,7 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
         rows = [torch.as_tensor(np.asarray(lookup[n] if n in lookup else lookup[processed_name(n)]), dtype=torch.float32)
                 for n in names]
         emb = torch.stack([r.flatten() for r in rows])
+        row_names = list(class_names)
     else:
         emb = torch.as_tensor(np.asarray(source) if not isinstance(source, Tensor) else source).float()
         if emb.dim() != 2:
@@ -73,6 +104,7 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
         if class_names is not None and emb.shape[0] != len(class_names) + 1:
             raise ValueError(f'{what}: {emb.shape[0]} rows but {len(class_names)} class names + 1 background '
                              f'row expected')
+        row_names = list(class_names) if class_names is not None else None
     k = emb.shape[0] - 1
     if num_classes is not None and k != num_classes:
         hint = ' (is the background row missing?)' if k + 1 == num_classes else ''
@@ -83,7 +115,8 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
                          '(the text embeddings must come from the same CLIP model as the backbone)')
     if not torch.isfinite(emb).all() or (emb.norm(dim=1) == 0).any():
         raise ValueError(f'{what}: text embeddings contain non-finite or all-zero rows')
-    return F.normalize(emb, dim=-1)
+    emb = F.normalize(emb, dim=-1)
+    return (emb, row_names) if return_names else emb
 
 
 @register_everywhere(DET_MODELS, MODELS)
@@ -96,7 +129,9 @@ class TextEmbeddingClassifier(nn.Module):
 
     Args:
         text_embeddings: see :func:`load_text_embeddings`; None -> random unit vectors (tests only, warns).
-        class_names: class order (list, preset like ``'ov_coco'`` / ``'lvis_v1'``, or names file) for ``.pt`` dicts.
+        class_names: class order (list, preset like ``'ov_coco'`` / ``'lvis_v1'``, or names file); rows of the
+            embedding file are selected by these names.  None: the file's own order (then ``class_names`` holds the
+            file's names, which ``OVClassCheckHook`` compares with the dataset classes).
     Shapes: forward (N, D) -> (N, K+1).
     """
 
@@ -114,7 +149,10 @@ class TextEmbeddingClassifier(nn.Module):
             g = torch.Generator().manual_seed(0)
             emb = F.normalize(torch.randn(out_features, in_features, generator=g), dim=-1)
         else:
-            emb = load_text_embeddings(text_embeddings, self.class_names, out_features - 1, in_features)
+            emb, names = load_text_embeddings(text_embeddings, self.class_names, out_features - 1, in_features,
+                                              return_names=True)
+            if self.class_names is None:  # the file's own names, so OVClassCheckHook compares them with the dataset
+                self.class_names = names
         # not persistent: embeddings always come from the config, so a checkpoint can be evaluated on other classes
         self.register_buffer('text_embeddings', emb, persistent=False)
         t = torch.tensor(float(logit_scale))
