@@ -17,7 +17,7 @@ import os.path as osp
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Union
 
-from mmdet.datasets import CocoDataset
+from mmdet.datasets import CocoDataset, LVISV1Dataset
 from mmdet.datasets.api_wrappers import COCO
 
 from declip_mm.registry import DATASETS, DET_DATASETS, register_everywhere
@@ -194,6 +194,41 @@ class OVCocoDataset(CocoDataset):
                 'categories of the annotation file (class names must match the json category names; '
                 'build OV files with tools/dataset_converters/make_ov_splits.py)')
         return data_list
+
+
+@register_everywhere(DET_DATASETS, DATASETS)
+class OVLVISV1Dataset(LVISV1Dataset):
+    """mmdet's ``LVISV1Dataset`` that refuses an annotation file whose categories are not in the class order.
+
+    mmdet (and its ``LVISMetric``) give label i to the i-th category of the json, while the text-embedding rows
+    follow ``metainfo['classes']``; the stock ``lvis_v1_*.json`` files list their categories sorted by id, which is
+    that order.  A json in any other order would silently mislabel every box, so it fails at load, naming the first
+    category out of place.
+    """
+
+    @property
+    def lvis(self):
+        return self.__dict__['_lvis_api']
+
+    @lvis.setter
+    def lvis(self, api) -> None:  # mmdet assigns the freshly loaded LVIS API here, before it numbers the categories
+        classes = self.metainfo['classes']
+        cats = [api.cats[i] for i in api.get_cat_ids()]
+        for i, c in enumerate(cats):
+            want = classes[i] if i < len(classes) else None
+            if want is None or c['name'] not in (want, NAME_ALIASES.get(want, want)):
+                raise ValueError(
+                    f'{self.ann_file}: category #{i} of the annotation file is {c["name"]!r} (id {c["id"]}) but class '
+                    f'#{i} is {want!r}; LVIS labels follow the json\'s category order, which must be the class order of '
+                    'the text embeddings (the stock lvis_v1_*.json files are sorted by id: sort "categories" by id)')
+        if len(cats) != len(classes):
+            raise ValueError(f'{self.ann_file}: {len(cats)} categories in the annotation file, {len(classes)} classes '
+                             'configured')
+        self.__dict__['_lvis_api'] = api
+
+    @lvis.deleter
+    def lvis(self) -> None:
+        self.__dict__.pop('_lvis_api', None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_ov_lvis_recipe():
     assert head.loss_cls.bg_weight == 0.9 and b.model.rpn_head.norm_cfg.type == 'SyncBN'
     assert b.model.roi_head.mask_head.class_agnostic and b.model.train_cfg.rcnn.assigner.match_low_quality
     assert b.train_cfg.max_epochs == 48 and b.param_scheduler[1].milestones == [32, 44]
-    assert b.train_dataloader.dataset.type == 'LVISV1Dataset'  # no ClassBalancedDataset wrapper
+    assert b.train_dataloader.dataset.type == 'OVLVISV1Dataset'  # no ClassBalancedDataset wrapper; json order checked
     assert set(b.val_evaluator.metric) == {'bbox', 'segm'}
     L = _c('fvit_eva02-l14-336_8xb8-48e_ov-lvis-896.py')
     assert L.model.roi_head.bbox_head.beta == 0.4

@@ -1,6 +1,6 @@
 # OV-LVIS data: train on frequent + common (rare annotations removed by make_ov_splits.py lvis), evaluate on the
 # stock lvis_v1_val.json (rare = novel).  No repeat-factor / class-balanced resampling (F-ViT uses none).
-dataset_type = 'LVISV1Dataset'
+dataset_type = 'OVLVISV1Dataset'
 data_root = 'data/coco/'   # LVIS v1 uses the COCO 2017 images; file names come from each image's coco_url
 image_size = (1024, 1024)
 backend_args = None
