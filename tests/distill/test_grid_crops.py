@@ -111,3 +111,58 @@ def test_fixed_grid_and_errors():
         DeCLIPGridCrops(det_size=100, student_patch=16)
     with pytest.raises(ValueError, match='grid'):
         DeCLIPGridCrops(grid='nope')
+
+
+# --------------------------------------------------------------------------- item 5: the original resize (PIL bicubic)
+def _photo():
+    import os
+
+    import matplotlib
+    from PIL import Image
+    with Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')) as im:
+        return im.convert('RGB')  # 512 x 600 RGB photo
+
+
+def _original_letterbox(pil, size, center):
+    """The original pipeline on a PIL image: torchvision resize (PIL antialiased bicubic) of the longest side to
+    ``size`` with Python rounding, then black padding right/bottom (ResizeLongest) or centred (ResizeMaxSize)."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+    w, h = pil.size
+    scale = size / float(max(h, w))
+    nh, nw = round(h * scale), round(w * scale)
+    r = TF.resize(pil, [nh, nw], InterpolationMode.BICUBIC)
+    pw, ph = size - nw, size - nh
+    pad = [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2] if center else [0, 0, pw, ph]
+    return np.asarray(TF.pad(r, padding=pad, fill=0))
+
+
+def test_resize_matches_original_pil_pipeline_on_a_photo():
+    """Student image, VFM view and every teacher crop equal the original torchvision-on-PIL pipeline exactly
+    (the cv2 bicubic of before differed by tens of grey levels on the 224-px downscale)."""
+    pil = _photo()
+    img = np.asarray(pil)
+    t = DeCLIPGridCrops(det_size=224, student_patch=16, vfm_patch=14, crop_size=48, max_crops=20, seed=0)
+    r = t(dict(img=img, sample_idx=3, epoch=0))
+    inp = r['inputs']
+    assert np.array_equal(inp['student'].permute(1, 2, 0).numpy(), _original_letterbox(pil, 224, False))
+    assert np.array_equal(inp['vfm'].permute(1, 2, 0).numpy(), _original_letterbox(pil, 196, False))
+    tiles, _ = t.sample_boxes(600, 512, 0, 3)
+    assert len(tiles) == r['data_samples']['num_crops'] > 1
+    for k, (x1, y1, x2, y2) in enumerate(tiles):
+        ref = _original_letterbox(pil.crop((int(x1), int(y1), int(x2), int(y2))), 48, True)
+        assert np.array_equal(inp['crops'][k].permute(1, 2, 0).numpy(), ref), k
+    # upsampling (a crop smaller than the teacher input) also follows PIL
+    small = pil.crop((10, 20, 41, 37))
+    assert np.array_equal(letterbox(np.asarray(small), 48, center=True)[0], _original_letterbox(small, 48, True))
+
+
+def test_letterbox_size_rounding_is_half_to_even_unlike_mmcv_imrescale():
+    """Why the letterbox calls mmcv.imresize with its own size and not mmcv.imrescale: at an exact .5 the original
+    (Python round) rounds to even, imrescale rounds up."""
+    import mmcv
+    img = np.full((185, 1120, 3), 100, np.uint8)  # scale 0.5 -> 92.5 rows
+    assert letterbox(img, 560)[1] == (0, 0, 560, 92)
+    assert mmcv.imrescale(img, (560, 560)).shape[:2] == (93, 560)
+    pil = _photo().resize((1120, 185))
+    assert np.array_equal(letterbox(np.asarray(pil), 560)[0], _original_letterbox(pil, 560, False))

@@ -1,6 +1,7 @@
 """The DeCLIP distillation transform: one image -> student image, teacher crops and VFM image (method doc section 3).
 
-* student: ``ResizeLongest(det)`` (bicubic) then black padding right/bottom to ``det x det``;
+* student: ``ResizeLongest(det)`` (antialiased bicubic, as PIL / torchvision resize a PIL image) then black padding
+  right/bottom to ``det x det``;
 * crops: an exact ``m x n`` tiling of the original image, ``(m, n)`` drawn from the official 24 pairs (or the paper's
   uniform ``[1, 6]^2``, or a fixed list), tiles shuffled, at most ``max_crops`` kept, each tile letterboxed (longest
   side = ``crop_size``, centred black padding); boxes normalised to the padded canvas, ``box_px / max(H, W)``,
@@ -15,6 +16,7 @@ import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
@@ -33,26 +35,32 @@ def paper_grid_pairs() -> List[Tuple[int, int]]:
 
 
 def resize_longest(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize (H, W, 3) so its longest side is ``size`` (bicubic, aspect kept, sides rounded, >= 1)."""
+    """Resize (H, W, 3) uint8 so its longest side is ``size`` (aspect kept).
+
+    Same as the original pipeline, which resizes a PIL image with torchvision: the new sides are
+    ``round(side * size / max(H, W))`` (Python rounding, half to even; at least 1 px here) and the resampling is PIL's
+    antialiased bicubic (``mmcv.imresize(..., backend='pillow')`` is exactly that call).
+    """
     h, w = img.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    scale = size / float(max(h, w))
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) == (h, w):
         return img.copy()
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    # not mmcv.imrescale: it rounds the new size half up (int(x + 0.5)), the original rounds half to even
+    return mmcv.imresize(img, (nw, nh), interpolation='bicubic', backend='pillow')
 
 
 def letterbox(img: np.ndarray, size: int, center: bool = False) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
     """Longest side -> ``size`` then black padding to ``size x size``.
 
     Returns the padded (size, size, 3) uint8 image and the content rectangle ``(x0, y0, w, h)`` inside it; padding
-    is right/bottom (``center=False``, the student and VFM images) or centred (the teacher crops, ResizeMaxSize).
+    is right/bottom (``center=False``, the student and VFM images: the original ``ResizeLongest``) or centred with
+    the odd pixel right/bottom (the teacher crops: the original ``ResizeMaxSize``).
     """
     r = resize_longest(img, size)
     h, w = r.shape[:2]
-    out = np.zeros((size, size, 3), dtype=np.uint8)
     x0, y0 = ((size - w) // 2, (size - h) // 2) if center else (0, 0)
-    out[y0:y0 + h, x0:x0 + w] = r
+    out = mmcv.impad(r, padding=(x0, y0, size - w - x0, size - h - y0), pad_val=0)
     return out, (x0, y0, w, h)
 
 
