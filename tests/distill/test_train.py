@@ -57,13 +57,14 @@ def test_resume_is_exact(tmp_path, tiny_data):
 
 
 def _write_bad_files(root):
-    """0003 corrupt, 0004 empty (consecutive: 0004 is also met as 0003's replacement), 0010 is 6 x 40 px."""
+    """0003 corrupt, 0004 empty (consecutive: 0004 is also met as 0003's replacement), 0010 is 3 x 40 px (its
+    6-row tiles would be empty: the cv2 assertion of before)."""
     from PIL import Image
     with open(osp.join(root, 'images', '0003.png'), 'wb') as f:
         f.write(b'\x89PNG\r\n\x1a\n this is not an image')
     with open(osp.join(root, 'images', '0004.png'), 'wb') as f:
         f.write(b'')
-    Image.new('RGB', (40, 6), (120, 30, 200)).save(osp.join(root, 'images', '0010.png'))
+    Image.new('RGB', (40, 3), (120, 30, 200)).save(osp.join(root, 'images', '0010.png'))
     return sorted(osp.join(root, 'images', n) for n in ('0003.png', '0004.png', '0010.png'))
 
 
@@ -90,12 +91,14 @@ def test_unusable_images_skipped_once_per_file_and_epoch_and_kept_on_resume(tmp_
 
 
 def test_dataset_reports_skipped_files_per_sample(tmp_path, tiny_data):
+    from mmengine.registry import init_default_scope
     from declip_mm.datasets.distill_dataset import DistillImageDataset
+    init_default_scope('declip_mm')
     root = str(tmp_path / 'data')
     shutil.copytree(tiny_data, root)
     bad = _write_bad_files(root)
     ds = DistillImageDataset(data_root=root, ann_file='annotations.json', data_prefix=dict(img=''),
-                             pipeline=[dict(type='DeCLIPGridCrops', det_size=64, crop_size=16, grid='official')])
+                             pipeline=[dict(type='DeCLIPGridCrops', det_size=64, crop_size=16, grid=[(6, 6)])])
     with pytest.warns(UserWarning, match='under 10 px'):
         out = [ds[i]['data_samples'] for i in range(len(ds))]
     assert out[3]['skipped'].split('\n') == bad[:2] and out[3]['img_path'].endswith('0005.png')
