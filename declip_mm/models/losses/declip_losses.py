@@ -67,7 +67,8 @@ def boxes_to_rois(boxes: Tensor, grid_hw: Tuple[int, int]) -> Tuple[Tensor, Tens
 
 
 @_fp32
-def content_loss(student_roi: Tensor, teacher_cls: Tensor, avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+def content_loss(student_roi: Tensor, teacher_cls: Tensor,
+                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
     """``sum_k (1 - cos(student_roi_k, teacher_cls_k)) / avg_factor``; ``avg_factor`` defaults to K, i.e.
     ``1 - mean_k cos``. Under DDP the distiller passes the mean crop count per rank (global count / world size) so
     that the gradient averaged over ranks is the gradient of the mean over all crops of the global batch.
