@@ -86,7 +86,8 @@ class CaptureInit(Hook):
     priority = 'VERY_HIGH'
 
     def before_train(self, runner):
-        self.state = {k: v.detach().clone() for k, v in _unwrap(runner.model).student.state_dict().items()}
+        self.model = _unwrap(runner.model)
+        self.state = {k: v.detach().clone() for k, v in self.model.student.state_dict().items()}
 
 
 class CaptureFirstGrads(Hook):
