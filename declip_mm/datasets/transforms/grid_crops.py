@@ -3,9 +3,10 @@
 * student: ``ResizeLongest(det)`` (antialiased bicubic, as PIL / torchvision resize a PIL image) then black padding
   right/bottom to ``det x det``;
 * crops: an exact ``m x n`` tiling of the original image, ``(m, n)`` drawn from the official 24 pairs (or the paper's
-  uniform ``[1, 6]^2``, or a fixed list), tiles shuffled, at most ``max_crops`` kept, each tile letterboxed (longest
-  side = ``crop_size``, centred black padding); boxes normalised to the padded canvas, ``box_px / max(H, W)``,
-  padded to ``max_crops`` rows with a validity flag in column 4;
+  uniform ``[1, 6]^2``, or a fixed list), tiles shuffled, at most ``max_crops`` kept, each tile (edges rounded to
+  whole pixels) letterboxed (longest side = ``crop_size``, centred black padding); boxes: the unrounded grid cells
+  normalised to the padded canvas, ``box_px / max(H, W)``, padded to ``max_crops`` rows with a validity flag in
+  column 4 (as the original: RoI boxes from the exact grid, crops from PIL's rounded crop);
 * VFM: the same letterbox as the student at ``(det // student_patch) * vfm_patch`` so that token (i, j) covers the
   same region in both models.
 
@@ -64,12 +65,18 @@ def letterbox(img: np.ndarray, size: int, center: bool = False) -> Tuple[np.ndar
     return out, (x0, y0, w, h)
 
 
-def grid_tiles(h: int, w: int, m: int, n: int) -> np.ndarray:
-    """Exact m (rows) x n (cols) tiling of an h x w image -> (m*n, 4) int ``[x1, y1, x2, y2]`` pixel boxes."""
-    ys = np.round(np.linspace(0, h, m + 1)).astype(np.int64)
-    xs = np.round(np.linspace(0, w, n + 1)).astype(np.int64)
+def grid_tiles(h: int, w: int, m: int, n: int, exact: bool = False) -> np.ndarray:
+    """m (rows) x n (cols) tiling of an h x w image -> (m*n, 4) ``[x1, y1, x2, y2]`` pixel boxes, row-major.
+
+    ``exact=False``: int boxes, the edges ``k * side / parts`` rounded half to even (what PIL's ``crop`` does with the
+    original's float boxes), an exact partition of the pixels; ``exact=True``: the float edges themselves (the
+    original's RoI boxes).
+    """
+    ys, xs = np.linspace(0, h, m + 1), np.linspace(0, w, n + 1)
+    if not exact:
+        ys, xs = np.round(ys).astype(np.int64), np.round(xs).astype(np.int64)
     boxes = [[xs[j], ys[i], xs[j + 1], ys[i + 1]] for i in range(m) for j in range(n)]
-    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    return np.asarray(boxes, dtype=np.float64 if exact else np.int64).reshape(-1, 4)
 
 
 @TRANSFORMS.register_module()
@@ -118,11 +125,13 @@ class DeCLIPGridCrops(BaseTransform):
     def rng(self, epoch: int, sample_idx: int) -> np.random.Generator:
         return np.random.default_rng([int(self.seed), int(epoch), int(sample_idx)])
 
-    def sample_boxes(self, h: int, w: int, epoch: int, sample_idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-        """Draw the grid and the kept tiles -> ((k, 4) int pixel boxes, (m, n))."""
+    def sample_boxes(self, h: int, w: int, epoch: int, sample_idx: int,
+                     exact: bool = False) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """Draw the grid and the kept tiles -> ((k, 4) pixel boxes, (m, n)); int crop boxes, or with ``exact`` the
+        unrounded grid boxes of the same tiles (see ``grid_tiles``)."""
         rng = self.rng(epoch, sample_idx)
         m, n = self.pairs[int(rng.integers(len(self.pairs)))]
-        tiles = grid_tiles(h, w, m, n)
+        tiles = grid_tiles(h, w, m, n, exact=exact)
         order = rng.permutation(len(tiles))[:self.max_crops]
         return tiles[order], (m, n)
 
@@ -136,13 +145,14 @@ class DeCLIPGridCrops(BaseTransform):
         idx = int(results.get('sample_idx', 0))
         student, _ = letterbox(img, self.det_size)
         tiles, mn = self.sample_boxes(h, w, epoch, idx)
+        cells, _ = self.sample_boxes(h, w, epoch, idx, exact=True)  # the same tiles, unrounded
         s = self.crop_size
         crops = np.zeros((self.max_crops, s, s, 3), dtype=np.uint8)
         boxes = np.zeros((self.max_crops, 5), dtype=np.float32)
         side = float(max(h, w))
         for k, (x1, y1, x2, y2) in enumerate(tiles):
             crops[k], _ = letterbox(img[y1:y2, x1:x2], s, center=True)
-            boxes[k, :4] = np.array([x1, y1, x2, y2], dtype=np.float32) / side
+            boxes[k, :4] = cells[k] / side  # as the original: the RoI box is the exact grid, the crop is rounded
             boxes[k, 4] = 1.0
         inputs = dict(
             student=torch.from_numpy(student).permute(2, 0, 1).contiguous(),
