@@ -24,7 +24,8 @@ model = dict(
     content_weight=1.0,
     context_weight=0.1,
     unlocked_blocks='all',
-    alpha=0.7)
+    alpha=0.7,
+    max_nonfinite_steps=10)  # NaN/Inf-loss steps skipped before the run stops
 
 train_pipeline = [
     dict(type='DeCLIPGridCrops', det_size=det_size, student_patch=student_patch, vfm_patch=14,

@@ -11,7 +11,8 @@ batch_size = 2
 model = dict(
     student=dict(model_name='EVA02-L-14-336', checkpoint=clip_checkpoint, dense_mode='qq'),
     vfm=dict(name='dinov2_l', checkpoint=vfm_checkpoint),
-    alpha=0.95)
+    alpha=0.95,
+    max_nonfinite_steps=10)  # NaN/Inf-loss steps skipped before the run stops
 train_pipeline = [
     dict(type='DeCLIPGridCrops', det_size=det_size, student_patch=14, vfm_patch=14, crop_size=336,
          max_crops=20, grid='official', seed=0),

@@ -1,39 +1,45 @@
 """Image-only dataset for DeCLIP distillation, and an epoch-aware sampler.
 
 ``DistillImageDataset`` lists images from a COCO-style json (``images[*].file_name``; annotations unused) or from a
-plain folder. Unreadable / corrupt images are skipped with a warning and counted (the next readable image is used
-instead, deterministically), so a bad file never crashes a run.
+plain folder, read through mmengine's file I/O (``backend_args`` selects the storage backend). Unreadable / corrupt
+images and images with a side under ``min_size`` (10 px, as the original) are skipped with a warning; the next
+readable image is used instead (deterministically) and each sample reports the files it skipped
+(``data_samples['skipped']``), so the distiller can count them once per file and epoch over all ranks.
 
 ``DistillSampler`` is mmengine's ``DefaultSampler`` that yields ``epoch * len(dataset) + index``; the dataset decodes
 ``(epoch, index)`` from it so the crop draw is a function of ``(seed, epoch, index)`` whatever the worker count or
 persistence, and it can skip the already-seen part of an epoch on ``--resume`` (see ``DistillResumeHook``).
 """
-import json
-import os
 import os.path as osp
 import warnings
 from typing import Iterator, List, Optional
 
+import mmcv
 import numpy as np
+from mmengine import fileio
 from mmengine.dataset import BaseDataset, DefaultSampler
 from mmengine.logging import print_log
 
 from declip_mm.registry import DATA_SAMPLERS, DATASETS
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+SKIP_SEP = '\n'  # separator of the skipped paths of one sample (a string collates under default_collate)
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); raises ``IOError`` naming the file when unreadable/corrupt."""
-    from PIL import Image
+def read_rgb(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3) through mmengine file I/O; ``IOError`` naming the file when
+    it is missing, unreadable or corrupt.
+
+    Decoded by Pillow without applying the EXIF orientation, then converted to RGB, like the original pipeline
+    (``PIL.Image.open(...).convert('RGB')``; mmcv's ``'color'`` flag would rotate EXIF-tagged photos).
+    """
     try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im.convert('RGB'))
-    except Exception as e:  # noqa: BLE001 - any decoder error means a corrupt file
+        content = fileio.get(path, backend_args=backend_args)
+        arr = mmcv.imfrombytes(content, flag='color_ignore_orientation', channel_order='rgb', backend='pillow')
+    except Exception as e:  # noqa: BLE001 - any I/O or decoder error means an unusable file
         raise IOError(f'cannot read image {path!r}: {type(e).__name__}: {e}') from e
-    if arr.ndim != 3 or min(arr.shape[:2]) < 1:
-        raise IOError(f'cannot read image {path!r}: empty image of shape {arr.shape}')
+    if arr is None or arr.ndim != 3 or min(arr.shape[:2]) < 1:
+        raise IOError(f'cannot read image {path!r}: empty image of shape {getattr(arr, "shape", None)}')
     return arr
 
 
@@ -47,77 +53,89 @@ class DistillImageDataset(BaseDataset):
             does not exist, generate the tiny synthetic set into its folder first (the embedded default).
         data_root / data_prefix: as in mmengine (``data_prefix=dict(img='train2017/')``).
         pipeline: transforms; the last one is normally ``DeCLIPGridCrops``.
-        max_refetch: how many following images to try when one is unreadable.
+        max_refetch: how many following images to try when one is unusable.
+        min_size: images whose shorter side is below this (px) are skipped (original: 10).
+        backend_args: mmengine file-I/O backend arguments for the json, the folder scan and the images.
     Each item is the pipeline output with ``results`` keys ``img`` (RGB uint8), ``img_path``, ``sample_idx`` and
-    ``epoch``. ``num_skipped`` counts unreadable images met by this process (``skipped_paths`` lists them).
+    ``epoch``; ``data_samples['skipped']`` joins (with a newline) the paths skipped to produce it. ``skipped_paths``
+    lists the distinct unusable files met by this process (the per-epoch, all-rank count is the distiller's).
     """
 
     METAINFO = dict(classes=())
 
-    def __init__(self, *args, max_refetch: int = 100, synthetic: Optional[dict] = None, **kwargs):
-        self.num_skipped = 0
+    def __init__(self, *args, max_refetch: int = 100, min_size: int = 10, synthetic: Optional[dict] = None,
+                 backend_args: Optional[dict] = None, **kwargs):
         self.skipped_paths: List[str] = []
         self.synthetic = synthetic
+        self.min_size = int(min_size)
+        self.backend_args = backend_args
         super().__init__(*args, max_refetch=max_refetch, **kwargs)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped_paths)
 
     def load_data_list(self) -> List[dict]:
         img_root = self.data_prefix.get('img', '') or self.data_root or ''
-        if self.synthetic is not None and self.ann_file and not osp.isfile(self.ann_file):
+        args = self.backend_args
+        if self.synthetic is not None and self.ann_file and not fileio.exists(self.ann_file, backend_args=args):
             from .synthetic_images import generate_synthetic_dataset
             generate_synthetic_dataset(osp.dirname(self.ann_file) or '.', **self.synthetic)
         if self.ann_file:
-            if not osp.isfile(self.ann_file):
+            if not fileio.exists(self.ann_file, backend_args=args):
                 raise FileNotFoundError(f'DistillImageDataset: annotation file {self.ann_file!r} not found')
-            with open(self.ann_file) as f:
-                images = json.load(f).get('images')
+            images = fileio.load(self.ann_file, file_format='json', backend_args=args).get('images')
             if not images:
                 raise ValueError(f"DistillImageDataset: {self.ann_file!r} has no 'images' list")
             files = [im['file_name'] for im in images]
-            paths = [osp.join(img_root, p) for p in files]
         else:
-            if not osp.isdir(img_root):
+            if not fileio.isdir(img_root, backend_args=args):
                 raise FileNotFoundError(f'DistillImageDataset: image folder {img_root!r} not found')
-            paths = []
-            for root, _, names in os.walk(img_root):
-                paths += [osp.join(root, n) for n in names if n.lower().endswith(IMG_EXTENSIONS)]
-            paths.sort()
-        if not paths:
+            files = sorted(fileio.list_dir_or_file(img_root, list_dir=False, suffix=IMG_EXTENSIONS,
+                                                   recursive=True, backend_args=args))
+        if not files:
             raise ValueError(f'DistillImageDataset: no images found (ann_file={self.ann_file!r}, folder={img_root!r})')
-        return [dict(img_path=p) for p in paths]
+        return [dict(img_path=fileio.join_path(img_root, p, backend_args=args) if img_root else p) for p in files]
 
     def _split(self, idx: int):
         n = len(self)
         return divmod(int(idx), n) if idx >= n else (0, int(idx))
 
-    def prepare_sample(self, idx: int, epoch: int = 0) -> Optional[dict]:
-        info = self.get_data_info(idx)
-        try:
-            img = read_rgb(info['img_path'])
-        except IOError as e:
-            self.num_skipped += 1
-            self.skipped_paths.append(info['img_path'])
-            msg = f'DistillImageDataset: skipping unreadable image ({self.num_skipped} so far): {e}'
+    def _skip(self, path: str, reason: str) -> None:
+        if path not in self.skipped_paths:  # warn once per file and process
+            self.skipped_paths.append(path)
+            msg = f'DistillImageDataset: skipping unusable image ({reason})'
             warnings.warn(msg)
             print_log(msg, logger='current', level=30)
+
+    def prepare_sample(self, idx: int, epoch: int = 0) -> Optional[dict]:
+        info = self.get_data_info(idx)
+        path = info['img_path']
+        try:
+            img = read_rgb(path, self.backend_args)
+        except IOError as e:
+            self._skip(path, str(e))
             return None
-        results = dict(img=img, img_path=info['img_path'], sample_idx=idx, epoch=epoch,
-                       ori_shape=img.shape[:2], num_skipped=0)
+        if min(img.shape[:2]) < self.min_size:
+            self._skip(path, f'{path!r} is {img.shape[1]}x{img.shape[0]} px, a side is under {self.min_size} px')
+            return None
+        results = dict(img=img, img_path=path, sample_idx=idx, epoch=epoch, ori_shape=img.shape[:2])
         return self.pipeline(results)
 
     def __getitem__(self, idx: int) -> dict:
         if not self._fully_initialized:
             self.full_init()
         epoch, i = self._split(idx)
-        skipped = 0
+        skipped = []
         for k in range(self.max_refetch + 1):
             j = (i + k) % len(self)
             data = self.prepare_sample(j, epoch)
             if data is not None:
                 if isinstance(data.get('data_samples'), dict):
-                    data['data_samples']['num_skipped'] = skipped
+                    data['data_samples']['skipped'] = SKIP_SEP.join(skipped)
                 return data
-            skipped += 1
-        raise RuntimeError(f'DistillImageDataset: {self.max_refetch + 1} consecutive unreadable images starting at '
+            skipped.append(self.get_data_info(j)['img_path'])
+        raise RuntimeError(f'DistillImageDataset: {self.max_refetch + 1} consecutive unusable images starting at '
                            f"{self.get_data_info(i)['img_path']!r}; check the dataset")
 
 
@@ -180,7 +198,9 @@ class RegionClsDataset(BaseDataset):
     METAINFO = dict(classes=(), thing_flags=())
 
     def __init__(self, *args, seg_prefix: str = '', max_regions: int = 100, min_box: float = 8,
-                 max_box: float = 1024, synthetic: Optional[dict] = None, **kwargs):
+                 max_box: float = 1024, synthetic: Optional[dict] = None, backend_args: Optional[dict] = None,
+                 **kwargs):
+        self.backend_args = backend_args
         self.seg_prefix = seg_prefix
         self.max_regions = max_regions
         self.min_box, self.max_box = min_box, max_box
@@ -188,13 +208,13 @@ class RegionClsDataset(BaseDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        if self.synthetic is not None and not osp.isfile(self.ann_file):
+        args = self.backend_args
+        if self.synthetic is not None and not fileio.exists(self.ann_file, backend_args=args):
             from .synthetic_images import generate_synthetic_dataset
             generate_synthetic_dataset(osp.dirname(self.ann_file) or '.', **self.synthetic)
-        if not osp.isfile(self.ann_file):
+        if not fileio.exists(self.ann_file, backend_args=args):
             raise FileNotFoundError(f'RegionClsDataset: annotation file {self.ann_file!r} not found')
-        with open(self.ann_file) as f:
-            coco = json.load(f)
+        coco = fileio.load(self.ann_file, file_format='json', backend_args=args)
         cats = sorted(coco['categories'], key=lambda c: c['id'])
         if not cats:
             raise ValueError(f'RegionClsDataset: {self.ann_file!r} has no categories (class names are required)')
@@ -232,7 +252,7 @@ class RegionClsDataset(BaseDataset):
 
     def _regions(self, info: dict, h: int, w: int) -> List[dict]:
         if 'seg_path' in info:
-            pan = read_rgb(info['seg_path']).astype(np.int64)
+            pan = read_rgb(info['seg_path'], self.backend_args).astype(np.int64)
             ids = pan[..., 0] + 256 * pan[..., 1] + 256 * 256 * pan[..., 2]
         regions = []
         for s in info['segments']:
@@ -255,7 +275,7 @@ class RegionClsDataset(BaseDataset):
 
     def prepare_data(self, idx: int):
         info = self.get_data_info(idx)
-        img = read_rgb(info['img_path'])
+        img = read_rgb(info['img_path'], self.backend_args)
         h, w = img.shape[:2]
         results = dict(img=img, img_path=info['img_path'], sample_idx=idx, regions=self._regions(info, h, w),
                        classes=self._metainfo['classes'])

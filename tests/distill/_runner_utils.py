@@ -75,3 +75,53 @@ def run(cfg, extra_hooks=()):
 def student_state(runner):
     m = runner.model.module if hasattr(runner.model, 'module') else runner.model
     return {k: v.detach().clone() for k, v in m.student.state_dict().items()}
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, 'module') else model
+
+
+class CaptureInit(Hook):
+    """Student state at the start of training (to check that weights moved)."""
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner):
+        self.model = _unwrap(runner.model)
+        self.state = {k: v.detach().clone() for k, v in self.model.student.state_dict().items()}
+
+
+class CaptureFirstGrads(Hook):
+    """The (DDP-averaged) gradients seen by the optimizer at its first step, by parameter name."""
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner):
+        self.grads = None
+        names = {id(p): n for n, p in _unwrap(runner.model).named_parameters()}
+
+        def pre_step(optimizer, args, kwargs):
+            if self.grads is None:
+                self.grads = {names[id(p)]: p.grad.detach().clone() for g in optimizer.param_groups
+                              for p in g['params'] if p.grad is not None}
+        runner.optim_wrapper.optimizer.register_step_pre_hook(pre_step)
+
+
+class NaNAt(Hook):
+    """Makes the VFM features of the image whose path ends with ``name`` NaN at iteration ``at`` (every iteration
+    if ``at`` is None), so that this step's context loss is NaN on the rank that holds it."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, name, at=None):
+        self.name, self.at, self.rows = name, at, []
+
+    def before_train(self, runner):
+        def poison(module, args, out):
+            if self.rows:
+                out = out.clone()
+                out[self.rows] = float('nan')
+            return out
+        _unwrap(runner.model).vfm.register_forward_hook(poison)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        paths = data_batch['data_samples']['img_path']
+        hit = self.at is None or runner.iter == self.at
+        self.rows = [i for i, p in enumerate(paths) if hit and p.endswith(self.name)]

@@ -29,6 +29,11 @@ def test_config_consistency(path):
     assert t.student_patch == (14 if 'L-14' in name else 16)
     if m.get('vfm'):
         assert t.vfm_patch == VFM_SPECS[m.vfm.name]['patch']
+    # multi-GPU: the wrapper that keeps the non-finite-loss check (registered), and the documented NaN limit
+    from mmengine.registry import MODEL_WRAPPERS  # the root registry, as Runner.wrap_model uses it
+    from declip_mm.models.distillers import DeCLIPDistributedDataParallel
+    assert MODEL_WRAPPERS.get(cfg.model_wrapper_cfg.type) is DeCLIPDistributedDataParallel
+    assert m.max_nonfinite_steps == 10
     if osp.basename(path) == 'declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py':
         return
     assert t.crop_size == (336 if name.endswith('336') else 224)

@@ -32,6 +32,43 @@ def test_dataset_json_and_folder_modes(tiny_data):
         DistillImageDataset(data_root=tiny_data, ann_file='nope.json', pipeline=_pipeline())
 
 
+def test_dataset_reads_through_the_configured_storage_backend(tiny_data):
+    """Issue 12: the json, the folder scan and every image go through mmengine file I/O with ``backend_args``,
+    so a user's registered storage backend is used; the decoded image equals Pillow's RGB conversion."""
+    import numpy as np
+    from mmengine.fileio import LocalBackend, register_backend
+    from PIL import Image
+    from declip_mm.datasets.distill_dataset import DistillImageDataset
+
+    class Counting(LocalBackend):
+        calls = []
+
+        def get(self, filepath):
+            Counting.calls.append(('get', str(filepath)))
+            return super().get(filepath)
+
+        def get_text(self, filepath, encoding='utf-8'):
+            Counting.calls.append(('get_text', str(filepath)))
+            return super().get_text(filepath, encoding)
+
+        def list_dir_or_file(self, *args, **kwargs):
+            Counting.calls.append(('list', str(args[0] if args else kwargs['dir_path'])))
+            return super().list_dir_or_file(*args, **kwargs)
+
+    register_backend('declip_test_counting', Counting, force=True)
+    args = dict(backend='declip_test_counting')
+    a = DistillImageDataset(data_root=tiny_data, ann_file='annotations.json', data_prefix=dict(img=''),
+                            pipeline=[], backend_args=args)
+    b = DistillImageDataset(data_root=tiny_data, ann_file='', data_prefix=dict(img='images'), pipeline=[],
+                            backend_args=args)
+    assert ('get_text', osp.join(tiny_data, 'annotations.json')) in Counting.calls
+    assert ('list', osp.join(tiny_data, 'images')) in Counting.calls
+    r = a.prepare_sample(4)
+    assert ('get', r['img_path']) in Counting.calls
+    assert np.array_equal(r['img'], np.asarray(Image.open(r['img_path']).convert('RGB')))
+    assert b.prepare_sample(4)['img_path'] == r['img_path']
+
+
 def test_sampler_encodes_epoch_and_skips(tiny_data):
     from declip_mm.datasets.distill_dataset import DistillImageDataset, DistillSampler
     ds = DistillImageDataset(data_root=tiny_data, ann_file='annotations.json', pipeline=[])

@@ -67,9 +67,15 @@ def test_transform_outputs_crops_boxes_and_flags():
         assert inp['boxes'][k:].eq(0).all() and inp['crops'][k:].eq(0).all()
         side = max(img.shape[:2])
         area = 0.0
+        tiles, _ = t.sample_boxes(60, 90, 0, idx)
         for j in range(k):
-            x1, y1, x2, y2 = (inp['boxes'][j, :4] * side).round().long().tolist()
+            x1, y1, x2, y2 = tiles[j].tolist()
             area += (x2 - x1) * (y2 - y1)
+            # the RoI box is the unrounded grid cell of the tile: its edges are multiples of w / n and h / m
+            bx = inp['boxes'][j, :4].double() * side
+            assert torch.allclose(bx, torch.tensor([x1, y1, x2, y2], dtype=torch.double), atol=0.5 + 1e-4)
+            assert torch.allclose(bx[[0, 2]] / (90 / n), (bx[[0, 2]] / (90 / n)).round(), atol=1e-4)
+            assert torch.allclose(bx[[1, 3]] / (60 / m), (bx[[1, 3]] / (60 / m)).round(), atol=1e-4)
             ref, (x0, y0, cw, ch) = letterbox(img[y1:y2, x1:x2], 32, center=True)
             crop = inp['crops'][j].permute(1, 2, 0).numpy()
             assert np.array_equal(crop, ref)  # the crop is exactly the letterboxed tile
@@ -111,3 +117,69 @@ def test_fixed_grid_and_errors():
         DeCLIPGridCrops(det_size=100, student_patch=16)
     with pytest.raises(ValueError, match='grid'):
         DeCLIPGridCrops(grid='nope')
+
+
+# --------------------------------------------------------------------------- item 5: the original resize (PIL bicubic)
+def _photo():
+    import os
+
+    import matplotlib
+    from PIL import Image
+    with Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')) as im:
+        return im.convert('RGB')  # 512 x 600 RGB photo
+
+
+def _original_letterbox(pil, size, center):
+    """The original pipeline on a PIL image: torchvision resize (PIL antialiased bicubic) of the longest side to
+    ``size`` with Python rounding, then black padding right/bottom (ResizeLongest) or centred (ResizeMaxSize)."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+    w, h = pil.size
+    scale = size / float(max(h, w))
+    nh, nw = round(h * scale), round(w * scale)
+    r = TF.resize(pil, [nh, nw], InterpolationMode.BICUBIC)
+    pw, ph = size - nw, size - nh
+    pad = [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2] if center else [0, 0, pw, ph]
+    return np.asarray(TF.pad(r, padding=pad, fill=0))
+
+
+def test_resize_matches_original_pil_pipeline_on_a_photo():
+    """Student image, VFM view and every teacher crop equal the original torchvision-on-PIL pipeline exactly
+    (the cv2 bicubic of before differed by tens of grey levels on the 224-px downscale)."""
+    pil = _photo()
+    img = np.asarray(pil)
+    t = DeCLIPGridCrops(det_size=224, student_patch=16, vfm_patch=14, crop_size=48, max_crops=20, seed=0)
+    r = t(dict(img=img, sample_idx=0, epoch=0))  # a 6 x 3 grid: 512 / 3 px is not a whole pixel
+    inp = r['inputs']
+    assert np.array_equal(inp['student'].permute(1, 2, 0).numpy(), _original_letterbox(pil, 224, False))
+    assert np.array_equal(inp['vfm'].permute(1, 2, 0).numpy(), _original_letterbox(pil, 196, False))
+    tiles, (m, n) = t.sample_boxes(600, 512, 0, 0)
+    assert (m, n) == (6, 3)
+    assert len(tiles) == r['data_samples']['num_crops'] > 1
+    # the original's boxes: its normalised grid template (torch.linspace, float32) x [w, h] x scale / det
+    gx, gy = torch.meshgrid(torch.linspace(0, 1, n + 1), torch.linspace(0, 1, m + 1), indexing='xy')
+    template = torch.cat([torch.stack([gx[:m, :n], gy[:m, :n]], -1), torch.stack([gx[1:, 1:], gy[1:, 1:]], -1)],
+                         -1).view(-1, 4)
+    orig = template * torch.tensor([512., 600., 512., 600.]) * (224 / 600) / 224
+    k = len(tiles)
+    got = inp['boxes'][:k, :4]
+    for j in range(k):  # the same cells (the tile order is ours) up to float32 rounding
+        i = int(((orig - got[j]).abs().sum(1)).argmin())
+        assert torch.allclose(orig[i], got[j], atol=1e-6), j
+    for k, (x1, y1, x2, y2) in enumerate(tiles):
+        ref = _original_letterbox(pil.crop((int(x1), int(y1), int(x2), int(y2))), 48, True)
+        assert np.array_equal(inp['crops'][k].permute(1, 2, 0).numpy(), ref), k
+    # upsampling (a crop smaller than the teacher input) also follows PIL
+    small = pil.crop((10, 20, 41, 37))
+    assert np.array_equal(letterbox(np.asarray(small), 48, center=True)[0], _original_letterbox(small, 48, True))
+
+
+def test_letterbox_size_rounding_is_half_to_even_unlike_mmcv_imrescale():
+    """Why the letterbox calls mmcv.imresize with its own size and not mmcv.imrescale: at an exact .5 the original
+    (Python round) rounds to even, imrescale rounds up."""
+    import mmcv
+    img = np.full((185, 1120, 3), 100, np.uint8)  # scale 0.5 -> 92.5 rows
+    assert letterbox(img, 560)[1] == (0, 0, 560, 92)
+    assert mmcv.imrescale(img, (560, 560)).shape[:2] == (93, 560)
+    pil = _photo().resize((1120, 185))
+    assert np.array_equal(letterbox(np.asarray(pil), 560)[0], _original_letterbox(pil, 560, False))

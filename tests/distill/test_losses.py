@@ -120,3 +120,30 @@ def test_kl_and_region_correlation_options():
     bidx = torch.tensor([0, 0, 0, 1, 1])
     assert region_correlation_loss(f, f, bidx).item() == pytest.approx(0.0, abs=1e-6)
     assert region_correlation_loss(f, torch.randn(5, 7), bidx).item() > 0
+
+
+def test_legacy_csa_pinned_by_hand():
+    """The official main-branch form: per-head normalised Q/K similarities, (heads, N, N) against the VFM target,
+    mean over heads and rows. 2 heads of 2 channels, 1 x 2 tokens, VFM tokens identical (T = all ones):
+    head 0: Q and K tokens parallel -> S = ones -> 0; head 1: Q tokens opposite (cos -1), K parallel (cos 1) ->
+    S off-diagonal 0 -> rows of T - S have norm 1 -> legacy = (0 + 0 + 1 + 1) / 4 = 0.5.
+    Corrected (head-concatenated): cos_Q = (1 - 9) / 10 = -0.8, cos_K = (1 + 4) / 5 = 1 -> S off-diagonal 0.1
+    -> 0.9."""
+    q = _map([[1, 0, 3, 0], [1, 0, -3, 0]], 1, 2)
+    k = _map([[0, 1, 0, 2], [0, 1, 0, 2]], 1, 2)
+    vfm = _map([[1, 0], [1, 0]], 1, 2)
+    assert legacy_csa_context_loss((q, k), vfm, num_heads=2).item() == pytest.approx(0.5, abs=1e-6)
+    assert context_loss((q, k), vfm).item() == pytest.approx(0.9, abs=1e-6)
+    # one part (qq): head 0 cos 1 -> 0, head 1 cos -1 -> rows |[0, 2]| = 2 -> (0 + 0 + 2 + 2) / 4 = 1
+    assert legacy_csa_context_loss((q, ), vfm, num_heads=2).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_content_loss_avg_factor():
+    """sum_k (1 - cos_k) / avg_factor (the DDP global normaliser); the default avg_factor is K."""
+    fs = torch.tensor([[1., 0.], [0., 2.], [3., 0.]])
+    ft = torch.tensor([[1., 1.], [0., 5.], [-1., 0.]])
+    total = (1 - 1 / math.sqrt(2)) + 0 + 2
+    assert content_loss(fs, ft, avg_factor=5).item() == pytest.approx(total / 5, abs=1e-6)
+    assert content_loss(fs, ft, avg_factor=torch.tensor(2.5)).item() == pytest.approx(total / 2.5, abs=1e-6)
+    assert content_loss(fs, ft).item() == pytest.approx(total / 3, abs=1e-6)
+    assert content_loss(fs[:0], ft[:0], avg_factor=4).item() == 0.0

@@ -5,6 +5,9 @@ custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='nccl'))
 randomness = dict(seed=0, deterministic=False)
+# multi-GPU: mmengine's DDP wrapper with the distiller's own train step (skips steps with a NaN/Inf loss on all ranks)
+model_wrapper_cfg = dict(type='declip_mm.DeCLIPDistributedDataParallel', broadcast_buffers=False,
+                         find_unused_parameters=False)  # scoped: mmengine looks wrappers up in its root registry
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -1,10 +1,12 @@
 """The DeCLIP distillation transform: one image -> student image, teacher crops and VFM image (method doc section 3).
 
-* student: ``ResizeLongest(det)`` (bicubic) then black padding right/bottom to ``det x det``;
+* student: ``ResizeLongest(det)`` (antialiased bicubic, as PIL / torchvision resize a PIL image) then black padding
+  right/bottom to ``det x det``;
 * crops: an exact ``m x n`` tiling of the original image, ``(m, n)`` drawn from the official 24 pairs (or the paper's
-  uniform ``[1, 6]^2``, or a fixed list), tiles shuffled, at most ``max_crops`` kept, each tile letterboxed (longest
-  side = ``crop_size``, centred black padding); boxes normalised to the padded canvas, ``box_px / max(H, W)``,
-  padded to ``max_crops`` rows with a validity flag in column 4;
+  uniform ``[1, 6]^2``, or a fixed list), tiles shuffled, at most ``max_crops`` kept, each tile (edges rounded to
+  whole pixels) letterboxed (longest side = ``crop_size``, centred black padding); boxes: the unrounded grid cells
+  normalised to the padded canvas, ``box_px / max(H, W)``, padded to ``max_crops`` rows with a validity flag in
+  column 4 (as the original: RoI boxes from the exact grid, crops from PIL's rounded crop);
 * VFM: the same letterbox as the student at ``(det // student_patch) * vfm_patch`` so that token (i, j) covers the
   same region in both models.
 
@@ -15,6 +17,7 @@ import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
@@ -33,35 +36,47 @@ def paper_grid_pairs() -> List[Tuple[int, int]]:
 
 
 def resize_longest(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize (H, W, 3) so its longest side is ``size`` (bicubic, aspect kept, sides rounded, >= 1)."""
+    """Resize (H, W, 3) uint8 so its longest side is ``size`` (aspect kept).
+
+    Same as the original pipeline, which resizes a PIL image with torchvision: the new sides are
+    ``round(side * size / max(H, W))`` (Python rounding, half to even; at least 1 px here) and the resampling is PIL's
+    antialiased bicubic (``mmcv.imresize(..., backend='pillow')`` is exactly that call).
+    """
     h, w = img.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    scale = size / float(max(h, w))
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) == (h, w):
         return img.copy()
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    # not mmcv.imrescale: it rounds the new size half up (int(x + 0.5)), the original rounds half to even
+    return mmcv.imresize(img, (nw, nh), interpolation='bicubic', backend='pillow')
 
 
 def letterbox(img: np.ndarray, size: int, center: bool = False) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
     """Longest side -> ``size`` then black padding to ``size x size``.
 
     Returns the padded (size, size, 3) uint8 image and the content rectangle ``(x0, y0, w, h)`` inside it; padding
-    is right/bottom (``center=False``, the student and VFM images) or centred (the teacher crops, ResizeMaxSize).
+    is right/bottom (``center=False``, the student and VFM images: the original ``ResizeLongest``) or centred with
+    the odd pixel right/bottom (the teacher crops: the original ``ResizeMaxSize``).
     """
     r = resize_longest(img, size)
     h, w = r.shape[:2]
-    out = np.zeros((size, size, 3), dtype=np.uint8)
     x0, y0 = ((size - w) // 2, (size - h) // 2) if center else (0, 0)
-    out[y0:y0 + h, x0:x0 + w] = r
+    out = mmcv.impad(r, padding=(x0, y0, size - w - x0, size - h - y0), pad_val=0)
     return out, (x0, y0, w, h)
 
 
-def grid_tiles(h: int, w: int, m: int, n: int) -> np.ndarray:
-    """Exact m (rows) x n (cols) tiling of an h x w image -> (m*n, 4) int ``[x1, y1, x2, y2]`` pixel boxes."""
-    ys = np.round(np.linspace(0, h, m + 1)).astype(np.int64)
-    xs = np.round(np.linspace(0, w, n + 1)).astype(np.int64)
+def grid_tiles(h: int, w: int, m: int, n: int, exact: bool = False) -> np.ndarray:
+    """m (rows) x n (cols) tiling of an h x w image -> (m*n, 4) ``[x1, y1, x2, y2]`` pixel boxes, row-major.
+
+    ``exact=False``: int boxes, the edges ``k * side / parts`` rounded half to even (what PIL's ``crop`` does with the
+    original's float boxes), an exact partition of the pixels; ``exact=True``: the float edges themselves (the
+    original's RoI boxes).
+    """
+    ys, xs = np.linspace(0, h, m + 1), np.linspace(0, w, n + 1)
+    if not exact:
+        ys, xs = np.round(ys).astype(np.int64), np.round(xs).astype(np.int64)
     boxes = [[xs[j], ys[i], xs[j + 1], ys[i + 1]] for i in range(m) for j in range(n)]
-    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    return np.asarray(boxes, dtype=np.float64 if exact else np.int64).reshape(-1, 4)
 
 
 @TRANSFORMS.register_module()
@@ -110,11 +125,13 @@ class DeCLIPGridCrops(BaseTransform):
     def rng(self, epoch: int, sample_idx: int) -> np.random.Generator:
         return np.random.default_rng([int(self.seed), int(epoch), int(sample_idx)])
 
-    def sample_boxes(self, h: int, w: int, epoch: int, sample_idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-        """Draw the grid and the kept tiles -> ((k, 4) int pixel boxes, (m, n))."""
+    def sample_boxes(self, h: int, w: int, epoch: int, sample_idx: int,
+                     exact: bool = False) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """Draw the grid and the kept tiles -> ((k, 4) pixel boxes, (m, n)); int crop boxes, or with ``exact`` the
+        unrounded grid boxes of the same tiles (see ``grid_tiles``)."""
         rng = self.rng(epoch, sample_idx)
         m, n = self.pairs[int(rng.integers(len(self.pairs)))]
-        tiles = grid_tiles(h, w, m, n)
+        tiles = grid_tiles(h, w, m, n, exact=exact)
         order = rng.permutation(len(tiles))[:self.max_crops]
         return tiles[order], (m, n)
 
@@ -128,13 +145,14 @@ class DeCLIPGridCrops(BaseTransform):
         idx = int(results.get('sample_idx', 0))
         student, _ = letterbox(img, self.det_size)
         tiles, mn = self.sample_boxes(h, w, epoch, idx)
+        cells, _ = self.sample_boxes(h, w, epoch, idx, exact=True)  # the same tiles, unrounded
         s = self.crop_size
         crops = np.zeros((self.max_crops, s, s, 3), dtype=np.uint8)
         boxes = np.zeros((self.max_crops, 5), dtype=np.float32)
         side = float(max(h, w))
         for k, (x1, y1, x2, y2) in enumerate(tiles):
             crops[k], _ = letterbox(img[y1:y2, x1:x2], s, center=True)
-            boxes[k, :4] = np.array([x1, y1, x2, y2], dtype=np.float32) / side
+            boxes[k, :4] = cells[k] / side  # as the original: the RoI box is the exact grid, the crop is rounded
             boxes[k, 4] = 1.0
         inputs = dict(
             student=torch.from_numpy(student).permute(2, 0, 1).contiguous(),

@@ -1,4 +1,4 @@
-"""Hooks of the DeCLIP distillation job: backbone export, alpha ensemble, data-position resume."""
+"""Hooks of the DeCLIP distillation job: backbone export, alpha ensemble, resume (data position and counters)."""
 import os.path as osp
 from typing import Optional
 
@@ -50,22 +50,24 @@ class DeCLIPExportHook(Hook):
         self.by_epoch = by_epoch
         self.exported = []
 
-    def _export(self, runner, tag) -> None:
+    def _export(self, runner, tag, epoch: int, it: int) -> None:
+        """``epoch`` / ``it``: completed epochs / iterations (``backbone_epoch_k.pth`` records ``epoch=k``)."""
         if not is_main_process():
             return
         out_dir = self.out_dir or runner.work_dir
         path = osp.join(out_dir, self.filename_tmpl.format(tag))
-        export_student(unwrap(runner.model), path, self.alpha, meta=dict(epoch=runner.epoch, iter=runner.iter))
+        export_student(unwrap(runner.model), path, self.alpha, meta=dict(epoch=epoch, iter=it))
         self.exported.append(path)
         runner.logger.info(f'DeCLIPExportHook: exported the student backbone to {path}')
 
     def after_train_epoch(self, runner) -> None:
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
-            self._export(runner, runner.epoch + 1)
+            # mmengine calls after_train_epoch before advancing its epoch counter: epoch + 1 epochs are done
+            self._export(runner, runner.epoch + 1, epoch=runner.epoch + 1, it=runner.iter)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self.by_epoch and self.every_n_train_iters(runner, self.interval):
-            self._export(runner, f'iter_{runner.iter + 1}')
+            self._export(runner, f'iter_{runner.iter + 1}', epoch=runner.epoch, it=runner.iter + 1)
 
 
 @HOOKS.register_module()
@@ -107,15 +109,26 @@ class DeCLIPEnsembleHook(Hook):
 
 @HOOKS.register_module()
 class DistillResumeHook(Hook):
-    """Restore the data position when resuming inside an epoch.
+    """Resume support of the distillation job.
 
-    mmengine's epoch loop restores the epoch and iteration counters but restarts the epoch's data from its first
-    batch; this hook makes ``DistillSampler`` skip the batches already trained in the current epoch.
+    * mmengine's epoch loop restores the epoch and iteration counters but restarts the epoch's data from its first
+      batch; this hook makes ``DistillSampler`` skip the batches already trained in the current epoch;
+    * it saves the distiller's counters (``skipped_images`` per epoch, ``nonfinite_steps``) in the training
+      checkpoint (key ``declip_distill``) and restores them on resume;
+    * at the end of each epoch it logs the unusable images skipped in that epoch (distinct files, all ranks).
     """
 
     priority = 'LOW'
+    CKPT_KEY = 'declip_distill'
 
     def before_train(self, runner) -> None:
+        from mmengine.model import MMDistributedDataParallel
+        model = runner.model
+        if type(model) is MMDistributedDataParallel and hasattr(unwrap(model), 'distill_train_step'):
+            runner.logger.warning(
+                "DistillResumeHook: the model wrapper is mmengine's MMDistributedDataParallel; set model_wrapper_cfg="
+                "dict(type='declip_mm.DeCLIPDistributedDataParallel') so that steps with a NaN/Inf loss are skipped "
+                'instead of applied')
         loader = runner.train_dataloader
         sampler = getattr(loader, 'sampler', None)
         if not hasattr(sampler, 'skip'):
@@ -125,3 +138,21 @@ class DistillResumeHook(Hook):
         if 0 < done < per_epoch:
             sampler.skip(done * loader.batch_size)
             runner.logger.info(f'DistillResumeHook: skipping the first {done} batches of epoch {runner.epoch}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = unwrap(runner.model)
+        if hasattr(model, 'counters_state'):
+            checkpoint[self.CKPT_KEY] = model.counters_state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = unwrap(runner.model)
+        if self.CKPT_KEY in checkpoint and hasattr(model, 'load_counters_state'):
+            model.load_counters_state(checkpoint[self.CKPT_KEY])
+
+    def after_train_epoch(self, runner) -> None:
+        skipped = getattr(unwrap(runner.model), 'skipped_images', None)
+        if skipped is None:
+            return
+        files = skipped.get(runner.epoch + 1, [])
+        runner.logger.info(f'DistillResumeHook: epoch {runner.epoch + 1}: {len(files)} unusable image(s) skipped '
+                           f'(distinct files, all ranks){": " + str(files) if files else ""}')

@@ -11,10 +11,12 @@ only), ``'self_vfm'`` (self-distillation + VFM correlations on the same undecoup
 """
 import contextlib
 import copy
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine import dist
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from declip_mm.models.losses.declip_losses import (boxes_to_rois, content_loss, context_loss,
@@ -53,6 +55,13 @@ class DeCLIPDistiller(BaseModel):
         with_cp: activation checkpointing of the student blocks (``DeCLIPViT.with_cp``).
         text_encoder: ``DeCLIPTextEncoder`` kwargs for the region-classification evaluation (default: the student's
             model name, overrides and checkpoint); built lazily at the first ``predict``.
+        max_nonfinite_steps: training steps with a NaN/Inf loss are skipped (no parameter update; the loss names
+            and the batch's image paths are logged); the run stops with an error at the next one once this many
+            were skipped (0: stop at the first).
+
+    Counters kept across ranks (identical on every rank) and saved in the training checkpoint by
+    ``DistillResumeHook``: ``skipped_images`` (1-based epoch -> sorted distinct unusable files of that epoch) and
+    ``nonfinite_steps``.
     """
 
     def __init__(self, student: dict, teacher: Optional[dict] = None, vfm: Optional[dict] = None,
@@ -61,7 +70,8 @@ class DeCLIPDistiller(BaseModel):
                  kl_temperature: float = 0.1, region_corr_weight: float = 0.0,
                  unlocked_blocks: Union[str, int] = 'all', trainable: str = 'official',
                  normalize_dense_before_roi: Union[str, bool] = 'auto', alpha: float = 2.0,
-                 with_cp: bool = False, text_encoder: Optional[dict] = None, init_cfg=None):
+                 with_cp: bool = False, text_encoder: Optional[dict] = None, max_nonfinite_steps: int = 10,
+                 init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='DeCLIPDataPreprocessor')
         if isinstance(data_preprocessor, dict):  # build in the declip_mm scope whatever the default scope
@@ -134,7 +144,10 @@ class DeCLIPDistiller(BaseModel):
             self.student.with_cp = True
         self.text_encoder_cfg = text_encoder
         self.clip_checkpoint = student.get('checkpoint')
-        self.num_skipped_images = 0
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.nonfinite_steps = 0
+        self.nonfinite_reports: List[str] = []  # the messages of this run (also logged)
+        self.skipped_images: Dict[int, List[str]] = {}
         self.data_preprocessor.set_default_norm(
             self.student.mean, self.student.std,
             getattr(self.vfm, 'mean', None), getattr(self.vfm, 'std', None))
@@ -183,7 +196,11 @@ class DeCLIPDistiller(BaseModel):
 
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         """Named losses: ``loss_content`` (weighted), ``loss_context`` (weighted, when used) and
-        ``loss_region_corr`` (when enabled); plus the logged ``skipped_images`` count."""
+        ``loss_region_corr`` (when enabled); plus the logged ``skipped_images`` count of the current epoch.
+
+        The content loss is the mean over the valid crops of the global batch: under DDP the crop count is summed
+        over ranks (the official code averages per rank, which weights crops of ranks with few crops more).
+        """
         boxes = inputs['boxes']
         crops = inputs['crops']
         out = self.student_forward(inputs['student'])
@@ -193,7 +210,13 @@ class DeCLIPDistiller(BaseModel):
         rois, valid = boxes_to_rois(boxes, tuple(dense.shape[-2:]))
         f_s = roi_align_1x1(dense, rois)
         f_t = self.teacher_crop_embeddings(crops[valid])
-        losses = dict(loss_content=self.content_weight * content_loss(f_s, f_t))
+        new_skipped = self._new_skipped_paths(data_samples)
+        # one all-reduce per step: [valid crops, newly met unusable files] summed over ranks
+        stats = torch.tensor([float(f_s.shape[0]), float(len(new_skipped))], device=dense.device)
+        if dist.get_world_size() > 1:
+            dist.all_reduce(stats, op='sum')
+        avg_factor = stats[0] / dist.get_world_size()  # mean per rank: the DDP gradient average restores the sum
+        losses = dict(loss_content=self.content_weight * content_loss(f_s, f_t, avg_factor=avg_factor))
         if self.use_vfm:
             vfm_feat = self.vfm_features(inputs['vfm'])
             if self.context_weight > 0:
@@ -207,13 +230,104 @@ class DeCLIPDistiller(BaseModel):
                 f_v = roi_align_1x1(vfm_feat, vrois)
                 losses['loss_region_corr'] = self.region_corr_weight * region_correlation_loss(
                     f_s, f_v, rois[:, 0], self.kl_temperature)
-        skipped = 0
-        if isinstance(data_samples, dict) and 'num_skipped' in data_samples:
-            ns = data_samples['num_skipped']
-            skipped = int(ns.sum()) if isinstance(ns, torch.Tensor) else int(sum(ns))
-        self.num_skipped_images += skipped
-        losses['skipped_images'] = dense.new_tensor(float(self.num_skipped_images))
+        epoch = self._batch_epoch(data_samples)
+        if stats[1] > 0:
+            self._record_skipped(epoch, new_skipped)
+        losses['skipped_images'] = dense.new_tensor(float(len(self.skipped_images.get(epoch, ()))))
         return losses
+
+    # ------------------------------------------------------------------ bookkeeping of unusable images
+    @staticmethod
+    def _batch_epoch(data_samples) -> int:
+        """1-based epoch of a batch (as printed by mmengine's log) from ``data_samples['epoch']``."""
+        ep = data_samples.get('epoch', 0) if isinstance(data_samples, dict) else 0
+        if isinstance(ep, torch.Tensor):
+            ep = ep.flatten()[0] if ep.numel() else 0
+        elif isinstance(ep, (list, tuple)):
+            ep = ep[0] if ep else 0
+        return int(ep) + 1
+
+    def _new_skipped_paths(self, data_samples) -> List[str]:
+        """Unusable files reported by this rank's batch and not yet recorded for its epoch."""
+        if not isinstance(data_samples, dict) or 'skipped' not in data_samples:
+            return []
+        from declip_mm.datasets.distill_dataset import SKIP_SEP
+        raw = data_samples['skipped']
+        raw = [raw] if isinstance(raw, str) else list(raw)
+        known = set(self.skipped_images.get(self._batch_epoch(data_samples), ()))
+        new = []
+        for entry in raw:
+            for p in str(entry).split(SKIP_SEP):
+                if p and p not in known:
+                    known.add(p)
+                    new.append(p)
+        return new
+
+    def _record_skipped(self, epoch: int, paths: List[str]) -> None:
+        """Merge the new unusable files of all ranks into ``skipped_images[epoch]`` (collective under DDP)."""
+        gathered = dist.all_gather_object(paths) if dist.get_world_size() > 1 else [paths]
+        known = set(self.skipped_images.get(epoch, ()))
+        new = sorted({p for ps in gathered for p in ps} - known)
+        if new:
+            self.skipped_images[epoch] = sorted(known | set(new))
+            print_log(f'DeCLIPDistiller: epoch {epoch}: skipped {len(new)} unusable image(s) {new}; '
+                      f'{len(self.skipped_images[epoch])} distinct in this epoch so far (all ranks)',
+                      logger='current', level=30)
+
+    # ------------------------------------------------------------------ training step with the non-finite check
+    def train_step(self, data, optim_wrapper) -> Dict[str, torch.Tensor]:
+        return self.distill_train_step(self, data, optim_wrapper)
+
+    def distill_train_step(self, model, data, optim_wrapper) -> Dict[str, torch.Tensor]:
+        """mmengine's train step (``model`` is this distiller or its DDP wrapper, whose forward syncs gradients),
+        except that a step whose loss is NaN/Inf on any rank is skipped on every rank: no backward, no update."""
+        with optim_wrapper.optim_context(model):
+            data = self.data_preprocessor(data, True)
+            losses = model._run_forward(data, mode='loss')
+        parsed, log_vars = self.parse_losses(losses)
+        bad, log_vars = self._check_finite(log_vars, data.get('data_samples'))
+        if not bad:
+            optim_wrapper.update_params(parsed)
+        return log_vars
+
+    def _check_finite(self, log_vars: dict, data_samples) -> Tuple[bool, dict]:
+        names = [k for k in log_vars if 'loss' in k and k != 'loss']
+        vals = torch.stack([log_vars[k].detach().float().reshape(()) for k in names])
+        local_bad = ~torch.isfinite(vals)
+        flag = local_bad.float()
+        if dist.get_world_size() > 1:
+            dist.all_reduce(flag, op='sum')
+        if not bool(flag.any()):
+            return False, log_vars
+        self.nonfinite_steps += 1
+        paths = []
+        if isinstance(data_samples, dict):
+            paths = data_samples.get('img_path', [])
+            paths = [paths] if isinstance(paths, str) else list(paths)
+        mine = dict(losses={k: float(v) for k, v, b in zip(names, vals.tolist(), local_bad.tolist()) if b},
+                    images=[str(p) for p in paths])
+        reports = dist.all_gather_object(mine) if dist.get_world_size() > 1 else [mine]
+        where = '; '.join(f"rank {r}: {rep['losses']} for images {rep['images']}"
+                          for r, rep in enumerate(reports) if rep['losses'])
+        msg = (f'DeCLIPDistiller: non-finite loss ({where}); step skipped without a parameter update '
+               f'({self.nonfinite_steps} such step(s), max_nonfinite_steps={self.max_nonfinite_steps})')
+        self.nonfinite_reports.append(msg)
+        if self.nonfinite_steps > self.max_nonfinite_steps:
+            raise RuntimeError(msg + '; stopping. Lower the learning rate, check these images, or raise '
+                               'model.max_nonfinite_steps.')
+        print_log(msg, logger='current', level=30)
+        kept = {k: v for k, v in log_vars.items() if k != 'loss' and bool(torch.isfinite(v.detach()).all())}
+        kept['nonfinite_steps'] = vals.new_tensor(float(self.nonfinite_steps))
+        return True, kept
+
+    # ------------------------------------------------------------------ state saved in the training checkpoint
+    def counters_state(self) -> dict:
+        return dict(skipped_images={str(k): list(v) for k, v in self.skipped_images.items()},
+                    nonfinite_steps=int(self.nonfinite_steps))
+
+    def load_counters_state(self, state: dict) -> None:
+        self.skipped_images = {int(k): list(v) for k, v in state.get('skipped_images', {}).items()}
+        self.nonfinite_steps = int(state.get('nonfinite_steps', 0))
 
     def predict(self, inputs: dict, data_samples=None):
         """Region-classification predictions (see ``RegionClsMetric``); needs ``set_class_embeddings``."""

@@ -1,6 +1,7 @@
 """DeCLIP distillation losses (method doc section 4; follow-up options from section 8).
 
-* content: ``1 - mean_k cos(RoIAlign_1x1(F, box_k), CLS_teacher(crop_k))`` over valid crops.
+* content: ``1 - mean_k cos(RoIAlign_1x1(F, box_k), CLS_teacher(crop_k))`` over the valid crops of the whole
+  (all-rank) batch.
 * context: ``mean_{b,i} || T_b[i,:] - S_b[i,:] ||_2`` with ``T`` the VFM token cosine-similarity matrix and ``S``
   the student context similarity (``csa``: mean of the Q and K similarities, ``all``: Q, K, V; each built from the
   head-concatenated features, the corrected form of the official code).
@@ -66,21 +67,30 @@ def boxes_to_rois(boxes: Tensor, grid_hw: Tuple[int, int]) -> Tuple[Tensor, Tens
 
 
 @_fp32
-def content_loss(student_roi: Tensor, teacher_cls: Tensor) -> Tensor:
-    """``1 - mean_k cos(student_roi_k, teacher_cls_k)``.
+def content_loss(student_roi: Tensor, teacher_cls: Tensor,
+                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+    """``sum_k (1 - cos(student_roi_k, teacher_cls_k)) / avg_factor``; ``avg_factor`` defaults to K, i.e.
+    ``1 - mean_k cos``. Under DDP the distiller passes the mean crop count per rank (global count / world size) so
+    that the gradient averaged over ranks is the gradient of the mean over all crops of the global batch.
 
     Args:
         student_roi: (K, D) RoI features of the student content map.
         teacher_cls: (K, D) teacher [CLS] embeddings of the crops.
+        avg_factor: normaliser (mmdet convention); ``None`` -> K.
     """
     if student_roi.shape != teacher_cls.shape:
         raise ValueError(f'content loss: student RoI features {tuple(student_roi.shape)} and teacher crop '
                          f'embeddings {tuple(teacher_cls.shape)} must have the same shape')
-    if student_roi.shape[0] == 0:
-        return student_roi.sum() * 0.0
     fs = F.normalize(student_roi.float(), dim=-1)
     ft = F.normalize(teacher_cls.float(), dim=-1)
-    return 1.0 - (fs * ft).sum(-1).mean()
+    total = (1.0 - (fs * ft).sum(-1)).sum()
+    if avg_factor is None:
+        avg_factor = student_roi.shape[0]
+    if isinstance(avg_factor, Tensor):
+        avg_factor = avg_factor.to(total)
+    if float(avg_factor) <= 0:
+        return total * 0.0
+    return total / avg_factor
 
 
 def _tokens(x: Tensor, grid_hw: Optional[Tuple[int, int]] = None) -> Tensor:
@@ -227,8 +237,8 @@ class DeCLIPContentLoss(nn.Module):
         super().__init__()
         self.loss_weight = loss_weight
 
-    def forward(self, student_roi: Tensor, teacher_cls: Tensor) -> Tensor:
-        return self.loss_weight * content_loss(student_roi, teacher_cls)
+    def forward(self, student_roi: Tensor, teacher_cls: Tensor, avg_factor=None) -> Tensor:
+        return self.loss_weight * content_loss(student_roi, teacher_cls, avg_factor)
 
 
 @MODELS.register_module()

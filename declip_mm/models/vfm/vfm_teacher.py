@@ -4,18 +4,22 @@ Each variant declares its timm architecture, patch size, normalisation and which
 (method doc section 3):
 
 * DINOv2 S/B/L/G (register variants, as the official code): last block, final norm applied, CLS + 4 registers removed;
-* DINO v1 ViT-B/16 and ViT-B/8: last block + final norm, CLS removed;
-* SAM ViT-B/L image encoder: neck output (256-d, stride 16), absolute position embedding resampled bicubically;
+* DINO v1 ViT-B/16 and ViT-B/8: last block + final norm, CLS removed; position embedding resized as the DINO repo
+  does (bicubic with ``scale_factor = (n + 0.1) / sqrt(N)``, no antialias), see ``dino_v1_pos_embed``;
+* SAM ViT-B/L image encoder: neck output (256-d, stride 16), absolute position embedding resized as the SAM code
+  used by DeCLIP does (plain bicubic to the new grid, no antialias), see ``sam_pos_embed``;
 * DINOv3 S/B/L (not in the paper): last block + final norm, CLS + 4 registers removed.
 
 Weights come only from a local file (``checkpoint``): original releases (DINOv2 hub ``.pth``, DINO, SAM
 ``sam_vit_*.pth``, DINOv3) and timm-format files are accepted through timm's own ``checkpoint_filter_fn``. A missing
 file or a key/shape mismatch raises an error that names the problem. Nothing is ever downloaded (``pretrained=False``).
 """
+import math
 import sys
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from declip_mm.models.backbones.checkpoint import read_checkpoint
@@ -34,14 +38,14 @@ VFM_SPECS: Dict[str, dict] = {
                      features='last block + final norm; CLS and 4 registers removed'),
     'dinov2_g': dict(arch='vit_giant_patch14_reg4_dinov2', patch=14, kwargs=dict(dynamic_img_size=True),
                      features='last block + final norm; CLS and 4 registers removed'),
-    'dino_b16': dict(arch='vit_base_patch16_224', patch=16, kwargs=dict(dynamic_img_size=True),
-                     features='last block + final norm; CLS removed'),
-    'dino_b8': dict(arch='vit_base_patch8_224', patch=8, kwargs=dict(dynamic_img_size=True),
-                    features='last block + final norm; CLS removed'),
-    'sam_b': dict(arch='samvit_base_patch16', patch=16, kwargs=dict(),
-                  features='image-encoder neck output (256-d), pos-embed resampled bicubically'),
-    'sam_l': dict(arch='samvit_large_patch16', patch=16, kwargs=dict(),
-                  features='image-encoder neck output (256-d), pos-embed resampled bicubically'),
+    'dino_b16': dict(arch='vit_base_patch16_224', patch=16, kwargs=dict(dynamic_img_size=True), pos='dino_v1',
+                     features='last block + final norm; CLS removed; DINO-repo pos-embed interpolation'),
+    'dino_b8': dict(arch='vit_base_patch8_224', patch=8, kwargs=dict(dynamic_img_size=True), pos='dino_v1',
+                    features='last block + final norm; CLS removed; DINO-repo pos-embed interpolation'),
+    'sam_b': dict(arch='samvit_base_patch16', patch=16, kwargs=dict(), pos='sam',
+                  features='image-encoder neck output (256-d); pos-embed resized bicubically, no antialias'),
+    'sam_l': dict(arch='samvit_large_patch16', patch=16, kwargs=dict(), pos='sam',
+                  features='image-encoder neck output (256-d); pos-embed resized bicubically, no antialias'),
     'dinov3_s': dict(arch='vit_small_patch16_dinov3', patch=16, kwargs=dict(),
                      features='last block + final norm; CLS and 4 registers removed'),
     'dinov3_b': dict(arch='vit_base_patch16_dinov3', patch=16, kwargs=dict(),
@@ -49,6 +53,38 @@ VFM_SPECS: Dict[str, dict] = {
     'dinov3_l': dict(arch='vit_large_patch16_dinov3', patch=16, kwargs=dict(),
                      features='last block + final norm; CLS and 4 registers removed'),
 }
+
+
+def sam_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
+    """SAM's absolute position embedding (1, H0, W0, C) for a (h, w) token grid -> (1, h, w, C).
+
+    As the SAM image encoder used by the original code: unchanged at the native grid, else bicubic interpolation
+    to the new size (``align_corners=False``) without antialias (timm's default resize antialiases).
+    """
+    from timm.layers import resample_abs_pos_embed_nhwc
+    return resample_abs_pos_embed_nhwc(pos_embed, [int(grid_hw[0]), int(grid_hw[1])], antialias=False)
+
+
+def dino_v1_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
+    """DINO v1's position embedding (1, 1 + N, C) (CLS first, square N) for a (h, w) token grid -> (1, 1 + h*w, C).
+
+    As ``interpolate_pos_encoding`` of the DINO repo: unchanged when the grid is square with N tokens, else bicubic
+    interpolation (``align_corners=False``, no antialias) with ``scale_factor = ((h + 0.1) / sqrt(N),
+    (w + 0.1) / sqrt(N))``. Passing the scale factor (not the size) makes torch map output to input coordinates
+    with that factor, so the result differs from a resize to (h, w).
+    """
+    n = pos_embed.shape[1] - 1
+    h, w = int(grid_hw[0]), int(grid_hw[1])
+    if h * w == n and h == w:
+        return pos_embed
+    side = int(math.sqrt(n))
+    dim = pos_embed.shape[-1]
+    patch = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch = F.interpolate(patch, scale_factor=((h + 0.1) / math.sqrt(n), (w + 0.1) / math.sqrt(n)), mode='bicubic')
+    if tuple(patch.shape[-2:]) != (h, w):
+        raise RuntimeError(f'dino_v1_pos_embed: interpolated grid {tuple(patch.shape[-2:])} != {(h, w)}')
+    patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, dim)
+    return torch.cat([pos_embed[:, :1], patch], dim=1)
 
 
 def _load_file(path: str) -> dict:
@@ -86,6 +122,7 @@ class VFMTeacher(BaseModule):
         self.std = spec.get('std', IMAGENET_STD)
         self.features = spec['features']
         self.is_sam = name.startswith('sam')
+        self.pos_mode = spec.get('pos', 'timm')
         kwargs = dict(spec['kwargs'])
         kwargs.update(model_kwargs or {})
         kwargs.setdefault('num_classes', 0)
@@ -141,11 +178,31 @@ class VFMTeacher(BaseModule):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f'VFMTeacher({self.name}): input {h}x{w} is not a multiple of the patch size '
                              f'{self.patch_size}')
-        x = self.model.forward_features(img)
-        if self.is_sam:
-            return x  # (B, 256, h/p, w/p) neck output
+        if self.pos_mode == 'sam':
+            return self._sam_features(img)  # (B, 256, h/p, w/p) neck output
+        x = self._dino_v1_features(img) if self.pos_mode == 'dino_v1' else self.model.forward_features(img)
         gh, gw = h // self.patch_size, w // self.patch_size
         x = x[:, self.num_prefix_tokens:]
         if x.shape[1] != gh * gw:
             raise RuntimeError(f'VFMTeacher({self.name}): got {x.shape[1]} patch tokens, expected {gh}x{gw}')
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
+
+    # timm's forward_features with the original code's position-embedding resize (timm's antialiases)
+    def _sam_features(self, img: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.patch_embed(img)  # (B, h, w, C)
+        if m.pos_embed is not None:
+            x = x + sam_pos_embed(m.pos_embed, tuple(x.shape[1:3]))
+        x = m.norm_pre(m.patch_drop(m.pos_drop(x)))
+        x = m.blocks(x)
+        return m.neck(x.permute(0, 3, 1, 2))
+
+    def _dino_v1_features(self, img: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.patch_embed(img)  # (B, h, w, C) with dynamic_img_size
+        b, h, w, c = x.shape
+        x = torch.cat([m.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
+        x = m.pos_drop(x + dino_v1_pos_embed(m.pos_embed, (h, w)))
+        x = m.norm_pre(m.patch_drop(x))
+        x = m.blocks(x)
+        return m.norm(x)
