@@ -41,9 +41,9 @@ def _samples(preds):
     return samples
 
 
-def _run_metric(ann_file, preds, metric_cls=OVCocoAP50Metric, meta=None, **kw):
+def _run_metric(ann_file, preds, meta=None, **kw):
     """preds: {img_id: list of (label, [x,y,w,h], score)} -> metric output."""
-    m = metric_cls(ann_file=ann_file, **({'novel_classes': NOVEL} if meta is None else {}), **kw)
+    m = OVCocoAP50Metric(ann_file=ann_file, **({'novel_classes': NOVEL} if meta is None else {}), **kw)
     m.dataset_meta = meta or dict(classes=CLASSES)
     m.process({}, _samples(preds))
     return m.compute_metrics(m.results)
@@ -128,20 +128,6 @@ def _mixed_preds(anns, seed=0):
         preds[a['image_id']].append((_label(a['category_id']), [x + w * 0.7, y, w, h], float(rng.uniform(0.5, 0.9))))
         preds[a['image_id']].append(((_label(a['category_id']) + 1) % 4, [x, y, w, h], 0.3))
     return preds
-
-
-@pytest.mark.parametrize('seed', [0, 1, 2])
-def test_equal_to_the_old_metric(tmp_path, seed):
-    """mmdet's OVCocoMetric path gives the old hand-written metric's numbers (old: x100, rounded to 3 decimals)."""
-    from declip_mm.evaluation.ov_coco_metric import LegacyOVCocoAP50Metric  # the old code, deleted next commit
-    ann_file, anns = _gt(tmp_path)
-    preds = _mixed_preds(anns, seed)
-    new = _run_metric(ann_file, preds)
-    old = _run_metric(ann_file, preds, metric_cls=LegacyOVCocoAP50Metric)
-    assert new['novel_ap50'] * 100 == pytest.approx(old['novel_ap50'], abs=5e-4)
-    assert new['base_ap50'] * 100 == pytest.approx(old['base_ap50'], abs=5e-4)
-    assert new['bbox_mAP_50'] * 100 == pytest.approx(old['all_ap50'], abs=0.05)  # mmdet: 3 decimals of a fraction
-    assert new['bbox_mAP'] == old['bbox_mAP'] and new['bbox_mAP_50'] == old['bbox_mAP_50']
 
 
 class _Records(logging.Handler):
