@@ -101,12 +101,12 @@ def test_mmengine_run_state_checkpoint_loads_with_weights_only(run_dir, monkeypa
 def test_loading_context_is_local_to_the_block(run_dir):
     from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
     assert CheckpointLoader._schemes[''] is load_from_local
-    safe_before = list(torch.serialization.get_safe_globals())
+    safe_before = set(torch.serialization.get_safe_globals())
     with mmengine_checkpoint_loading():
         ckpt = CheckpointLoader.load_checkpoint(str(run_dir / 'epoch_1.pth'), map_location='cpu')
         assert ckpt['meta']['epoch'] == 1
     assert CheckpointLoader._schemes[''] is load_from_local
-    assert torch.serialization.get_safe_globals() == safe_before
+    assert set(torch.serialization.get_safe_globals()) == safe_before
 
 
 class _RunsCode:
@@ -204,11 +204,11 @@ def test_import_changes_nothing_global():
             'import mmdet.evaluation, mmseg.evaluation, open_clip, timm  # the libraries we build on, first\n'
             'from mmengine.runner.checkpoint import CheckpointLoader\n'
             'before = dict(CheckpointLoader._schemes)\n'
-            'safe_before = list(torch.serialization.get_safe_globals())\n'
+            'safe_before = set(torch.serialization.get_safe_globals())\n'
             'import declip_mm\n'
             'assert "float" not in np.__dict__, "np.float alias leaked"\n'
             'assert CheckpointLoader._schemes == before, "CheckpointLoader patched"\n'
-            'assert torch.serialization.get_safe_globals() == safe_before, "torch safe globals changed"\n')
+            'assert set(torch.serialization.get_safe_globals()) == safe_before, "torch safe globals changed"\n')
     res = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, 'PYTHONPATH': REPO})
     assert res.returncode == 0, res.stderr[-2000:]
