@@ -21,11 +21,14 @@ TINY_CATSEG = osp.join(REPO, 'configs/catseg/catseg_tiny_synthetic.py')
 TINY_ZS = osp.join(REPO, 'configs/zeroshot_seg/zeroshot_tiny_synthetic.py')
 
 
-def _model_cfg(path, **opts):
+def _model_cfg(path, inherit_text_checkpoint=False, **opts):
     cfg = Config.fromfile(path)
     if opts:
         cfg.merge_from_dict(opts)
-    return copy.deepcopy(cfg.model.to_dict())
+    model = copy.deepcopy(cfg.model.to_dict())
+    if inherit_text_checkpoint:  # as the shipped full-size configs: no text_encoder.checkpoint key at all
+        model['text_encoder'].pop('checkpoint')
+    return model
 
 
 def _build_seg(mcfg):
@@ -104,26 +107,31 @@ def test_clip_checkpoint_override_reaches_every_user(path):
 @pytest.mark.parametrize('path', [TINY_CATSEG, TINY_ZS])
 def test_text_encoder_reads_the_backbone_file(path, tiny_clip_file):
     file, sd = tiny_clip_file
-    m = _build_seg(_model_cfg(path, **{'model.backbone.checkpoint': file}))
+    tiny = _build_seg(_model_cfg(path, **{'model.backbone.checkpoint': file}))
+    assert tiny.text_encoder._pending_checkpoint is None  # the tiny configs keep their explicit random text tower
+    assert not torch.equal(tiny.text_encoder.state_dict()['clip.text.token_embedding.weight'],
+                           sd['text.token_embedding.weight'])
+    m = _build_seg(_model_cfg(path, inherit_text_checkpoint=True, **{'model.backbone.checkpoint': file}))
     text = {k[len('clip.'):]: v for k, v in m.text_encoder.state_dict().items()}
     assert text and all(torch.equal(v, sd[k]) for k, v in text.items())
     assert torch.equal(m.backbone.visual.trunk.blocks[0].attn.q_proj.weight,
                        sd['visual.trunk.blocks.0.attn.q_proj.weight'])
     own = _model_cfg(path, **{'model.backbone.checkpoint': file, 'model.text_encoder.checkpoint': '/nope.pt'})
+    assert own['text_encoder']['checkpoint'] == '/nope.pt'
     assert _build_seg(own).text_encoder._pending_checkpoint == '/nope.pt'  # an explicit text file is kept
 
 
 # ----------------------------------------------------------- a trained checkpoint replaces the missing CLIP file
 def test_trained_checkpoint_replaces_missing_clip_file(tmp_path, tiny_clip_file):
     file, _ = tiny_clip_file
-    trained = _build_seg(_model_cfg(TINY_CATSEG, **{'model.backbone.checkpoint': file}))
+    trained = _build_seg(_model_cfg(TINY_CATSEG, True, **{'model.backbone.checkpoint': file}))
     with torch.no_grad():  # "training" moved the weights away from the CLIP file
         for p in trained.parameters():
             p.add_(0.01 * torch.randn_like(p))
     ckpt = str(tmp_path / 'iter_4.pth')
     torch.save({'state_dict': trained.state_dict(), 'meta': {}}, ckpt)
 
-    missing = _model_cfg(TINY_CATSEG, **{'model.backbone.checkpoint': str(tmp_path / 'deleted_clip.pt')})
+    missing = _model_cfg(TINY_CATSEG, True, **{'model.backbone.checkpoint': str(tmp_path / 'deleted_clip.pt')})
     m = _build_seg(missing)  # builds (warning), as mmdet's init_cfg does at test time
     x = torch.rand(1, 3, 128, 128) * 255
     with pytest.raises(FileNotFoundError, match='deleted_clip.pt'):
