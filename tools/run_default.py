@@ -66,7 +66,7 @@ def stage_det(out_dir):
     train_tool.main([cfg, '--work-dir', work] + opts)
     metrics = test_tool.main([cfg, osp.join(work, 'epoch_1.pth'), '--work-dir', osp.join(work, 'test')] + opts)
     return 'F-ViT (1 epoch, random text tower): ' + ', '.join(
-        f'{k.split("/")[-1]} {metrics[k]:.2f}' for k in ('coco/novel_ap50', 'coco/base_ap50', 'coco/all_ap50'))
+        f'{k.split("/")[-1]} {100 * metrics[k]:.2f}' for k in ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP_50'))
 
 
 def stage_seg(out_dir):

@@ -58,7 +58,9 @@ def main(argv=None):
     runner.register_hook(rec)
     sample = runner.train_dataloader.dataset[0]
     before = render_correlation_figure(correlation_maps(unwrap(runner.model), sample))
-    runner.train()
+    from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():  # as tools/train.py (a resumed run reads with weights_only=True)
+        runner.train()
     after = render_correlation_figure(correlation_maps(unwrap(runner.model), sample))
     first, last = rec.history[0], rec.history[-1]
     tail = rec.history[-5:]

@@ -10,6 +10,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import declip_mm  # noqa: F401  (registers everything)
+from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
 
 
 def parse_args(argv=None):
@@ -46,7 +47,8 @@ def main(argv=None):
         assert args.out.endswith(('.pkl', '.pickle')), '--out must be a .pkl file'
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    metrics = runner.test()
+    with mmengine_checkpoint_loading():  # the checkpoint is read with weights_only=True
+        metrics = runner.test()
     return metrics
 
 

@@ -4,13 +4,16 @@
     bash tools/dist_train.sh CONFIG NUM_GPUS [args]      # torchrun, --launcher pytorch
 """
 import argparse
+import logging
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import declip_mm  # noqa: F401  (registers everything)
+from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading, resolve_resume_checkpoint
 
 
 def parse_args(argv=None):
@@ -54,8 +57,15 @@ def build_cfg(args) -> Config:
         else:
             raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.base_batch_size" in your config.')
     if args.resume == 'auto':
+        # mmengine's auto-resume takes work_dir/last_checkpoint blindly (a truncated file fails the job) and starts
+        # from scratch without a word when there is none: pick the newest complete checkpoint ourselves.
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if cfg.load_from is None:
+            cfg.resume = False
+            if not osp.isdir(cfg.work_dir):
+                print_log(f'--resume: {cfg.work_dir} does not exist; training starts from scratch',
+                          logger='current', level=logging.WARNING)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -64,13 +74,14 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_cfg(args)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        from mmengine.registry import RUNNERS
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    with mmengine_checkpoint_loading():  # load_from / --resume read with weights_only=True
+        cfg = build_cfg(args)
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            from mmengine.registry import RUNNERS
+            runner = RUNNERS.build(cfg)
+        runner.train()
     return runner
 
 

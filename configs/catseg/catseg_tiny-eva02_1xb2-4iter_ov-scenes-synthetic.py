@@ -21,6 +21,7 @@ model = dict(
         out_types=('feats', 'dense'), dense_mode='csa', attn_scale='none', normalize_dense=True,
         trainable=['*attn.q_proj.weight', '*attn.v_proj.weight']),
     text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', model_overrides=tiny_clip, frozen=False,
+                      checkpoint=None,  # random tiny text tower, even when the backbone gets a (visual) file
                       trainable=['*attn.in_proj_weight']),
     decode_head=dict(
         type='CATSegHead', text_dim=32, guidance_in_channels=64, appearance_guidance_proj_dim=32,

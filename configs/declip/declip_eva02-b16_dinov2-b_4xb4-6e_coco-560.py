@@ -1,7 +1,7 @@
 # Official script setting (scripts/dist_DeCLIP_eva_vitb16_coco.sh): EVA02-CLIP-B/16 + DINOv2-B, det 560 / VFM 490,
 # qq, loss weights 1.0 / 0.1, lr 1e-5, wd 0.1, 6 epochs, 1000-iteration warmup + per-iteration cosine,
 # total batch 16 (4 GPUs x 4), fp16 AMP, alpha 0.7 at save.
-_base_ = ['./_base_/declip_runtime.py']
+_base_ = ['./_base_/declip_runtime.py', './_base_/declip_schedule.py']  # 6 epochs, warmup 1000
 
 data_root = 'data/coco/'
 clip_checkpoint = 'checkpoints/EVA02_CLIP_B_psz16_s8B.pt'
@@ -12,8 +12,6 @@ crop_size = 224
 max_crops = 20
 batch_size = 4  # per GPU; 4 GPUs -> 16
 num_workers = 4
-max_epochs = 6
-warmup_iters = 1000
 
 model = dict(
     type='DeCLIPDistiller',
@@ -41,17 +39,8 @@ train_dataloader = dict(
                  ann_file='annotations/instances_train2017.json',
                  data_prefix=dict(img='train2017/'), pipeline=train_pipeline))
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = None
 val_dataloader = None
 val_evaluator = None
 
-optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic',
-    constructor='DeCLIPOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-5, weight_decay=0.1, betas='auto', eps='auto'))
-param_scheduler = [
-    dict(type='DeCLIPWarmupCosineLR', warmup_iters=warmup_iters, begin=0, end=max_epochs, by_epoch=True,
-         convert_to_iter_based=True),
-]
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')  # + _base_: AdamW lr 1e-5, wd 0.1

@@ -2,7 +2,7 @@
 # VFM on ~100 generated images (objects of known boxes / masks, created at first use under `data_root`).
 # Trains on CPU in about a minute (75 iterations):   python tools/train.py configs/declip/declip_tiny-eva02_tiny-dinov2_1xb4-3e_synthetic-128.py
 # or with the before/after report:   python tools/run_default_distill.py
-_base_ = ['./_base_/declip_runtime.py']
+_base_ = ['./_base_/declip_runtime.py', './_base_/declip_schedule.py']
 
 data_root = 'work_dirs/declip_tiny_data/'
 det_size = 128          # student canvas: 8 x 8 tokens of 16 px
@@ -39,11 +39,10 @@ train_dataloader = dict(
                  data_prefix=dict(img=''), pipeline=train_pipeline, synthetic=dict(num_images=100, seed=0)))
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1000)
 
-optim_wrapper = dict(
-    type='OptimWrapper', constructor='DeCLIPOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1, betas='auto', eps='auto'))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='DeCLIPWarmupCosineLR', warmup_iters=warmup_iters, begin=0, end=max_epochs, by_epoch=True,
+    dict(type='LinearLR', start_factor=1.0 / warmup_iters, end_factor=1.0, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='DeCLIPCosineLR', warmup_iters=warmup_iters, eta_min=0.0, begin=0, end=max_epochs, by_epoch=True,
          convert_to_iter_based=True),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -3,7 +3,7 @@
 #   python tools/make_synthetic_det.py --out data/synthetic_ov_det
 #   python tools/train.py configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py --work-dir work_dirs/fvit_tiny
 #   python tools/test.py configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py work_dirs/fvit_tiny/epoch_1.pth
-# Reports coco/novel_ap50, coco/base_ap50, coco/all_ap50 (random weights: the numbers only show the plumbing).
+# Reports coco/novel_ap50, coco/base_ap50, coco/bbox_mAP_50 (random weights: the numbers only show the plumbing).
 _base_ = ['_base_/default_runtime.py']
 data_root = 'data/synthetic_ov_det/'
 classes = ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond')

@@ -14,7 +14,8 @@ model = dict(
         std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='EVA02-B-16', model_overrides=tiny_clip, dense_mode='csa',
                   attn_scale='sqrt', out_types=('dense', ), frozen=True),
-    text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', model_overrides=tiny_clip, frozen=True),
+    text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', model_overrides=tiny_clip, frozen=True,
+                      checkpoint=None),  # random tiny text tower, even when the backbone gets a (visual) file
     # one class a line / a list; a list item may list synonyms (max over names)
     class_names=['sky', ['grass', 'lawn'], 'sand', ['water', 'sea'], 'road', 'building', 'tree', 'car'],
     templates=['a photo of a {}.', 'a photo of the {}.'],

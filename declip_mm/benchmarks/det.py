@@ -63,7 +63,9 @@ def run(args) -> dict:
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = MODELS.build(cfg.model)
     if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
+        with mmengine_checkpoint_loading():  # weights_only=True with mmengine's run-state allow-list
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
     from mmengine.model import revert_sync_batchnorm
     model = revert_sync_batchnorm(model).to(device).eval()
     size = (args.size, args.size) if args.size else _test_size(cfg)

@@ -54,7 +54,9 @@ def build_model(args):
         _drop_ckpts(mcfg)
     model = SEG_MODELS.build(mcfg)
     if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
+        with mmengine_checkpoint_loading():  # weights_only=True with mmengine's run-state allow-list
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
     return cfg, model
 
 

@@ -1,2 +1,2 @@
 from . import hooks  # noqa: F401
-from . import ensemble, optim_constructor, schedulers  # noqa: F401,E402  (distillation engine)
+from . import ensemble, schedulers  # noqa: F401,E402  (distillation engine)

@@ -44,3 +44,31 @@ def mask_pool(dense: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> to
         m = F.interpolate(m, size=dense.shape[-2:], mode='bilinear', align_corners=False)
     num = torch.einsum('bmhw,bdhw->bmd', m, dense)
     return num / m.sum(dim=(-2, -1)).clamp_min(eps)[..., None]
+
+
+def checked_options(name: str, options, required=(), optional=()):
+    """``dict(options)`` (None / empty -> None) after checking its keys against ``required`` + ``optional``.
+
+    A dict-style module option (``slide_cfg``, ``background_collapse``, ...) with an unknown key is an error naming
+    it, so that a typo in a config cannot silently run with the default; a missing required key likewise.
+    """
+    if not options:
+        return None
+    options = dict(options)
+    unknown = sorted(set(options) - set(required) - set(optional))
+    missing = [k for k in required if k not in options]
+    if unknown or missing:
+        raise ValueError(f'{name}: ' + (f'unknown key(s) {unknown}' if unknown else '') +
+                         ('; ' if unknown and missing else '') + (f'missing key(s) {missing}' if missing else '') +
+                         f' (accepted: required {list(required)}, optional {list(optional)})')
+    return options
+
+
+def text_encoder_from_backbone_file(text_encoder, backbone):
+    """The text-encoder config with ``checkpoint`` defaulting to the backbone's: one CLIP / DeCLIP file holds both
+    towers, so ``--cfg-options model.backbone.checkpoint=...`` reaches the text tower too.  An explicit
+    ``text_encoder.checkpoint`` is kept."""
+    if isinstance(text_encoder, dict) and 'checkpoint' not in text_encoder and isinstance(backbone, dict) \
+            and backbone.get('checkpoint'):
+        text_encoder = {**text_encoder, 'checkpoint': backbone['checkpoint']}
+    return text_encoder

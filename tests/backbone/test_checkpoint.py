@@ -131,8 +131,11 @@ def test_wrong_width_and_truncated_files_fail_clearly(tiny_eva, tmp_path):
     torch.save(partial, tmp_path / 'partial.pt')
     with pytest.raises(CheckpointError, match=r'missing .*blocks\.2\.'):
         DeCLIPViT('EVA02-B-16', model_overrides=tiny_clip_overrides('eva'), checkpoint=str(tmp_path / 'partial.pt'))
+    missing = DeCLIPViT('EVA02-B-16', model_overrides=tiny_clip_overrides('eva'), checkpoint=str(tmp_path / 'nope.pt'))
+    with pytest.raises(CheckpointError, match='not found'):  # unless a full model checkpoint fills the weights
+        missing(torch.zeros(1, 3, 32, 32))
     with pytest.raises(CheckpointError, match='not found'):
-        DeCLIPViT('EVA02-B-16', model_overrides=tiny_clip_overrides('eva'), checkpoint=str(tmp_path / 'nope.pt'))
+        missing.init_weights()
 
 
 def test_text_encoder_cache_follows_weights_and_class_list():

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from declip_mm.models.backbones import DECOUPLED_MODES, DeCLIPViT, tiny_clip_overrides
-from declip_mm.models.backbones.towers import eva_rope
 
 torch.manual_seed(0)
 
@@ -78,24 +77,27 @@ def test_eva_non_square_matches_timm_dynamic_path(full_models):
     assert (got['dense'].flatten(2).transpose(1, 2) - want_dense).abs().max() < 1e-4
 
 
-def _official_eva_rope(n, head_dim, pt=16, theta=10000.):
-    """The official EVA-CLIP VisionRotaryEmbeddingFast for a square n x n grid -> (cos, sin), (n*n, head_dim)."""
+def _official_eva_rope(h, w, head_dim, pt=16, theta=10000.):
+    """EVA-CLIP's VisionRotaryEmbeddingFast (rope.py; square grids there, here per axis) -> (cos, sin), (h*w, d):
+    dim = d/2, freqs = 1/theta^(arange(0, dim, 2)/dim), positions arange(n)/n*pt, each freq repeated twice, the row
+    axis first."""
     dim = head_dim // 2
     freqs = 1. / (theta ** (torch.arange(0, dim, 2)[:dim // 2].float() / dim))
-    t = torch.arange(n) / n * pt
-    freqs = torch.einsum('i,f->if', t, freqs).repeat_interleave(2, -1)  # (n, dim)
-    freqs = torch.cat([freqs[:, None, :].expand(n, n, dim), freqs[None, :, :].expand(n, n, dim)], dim=-1)
-    return freqs.reshape(n * n, -1).cos(), freqs.reshape(n * n, -1).sin()
+    fh = torch.einsum('i,f->if', torch.arange(h) / h * pt, freqs).repeat_interleave(2, -1)  # (h, dim)
+    fw = torch.einsum('i,f->if', torch.arange(w) / w * pt, freqs).repeat_interleave(2, -1)  # (w, dim)
+    f = torch.cat([fh[:, None, :].expand(h, w, dim), fw[None, :, :].expand(h, w, dim)], dim=-1).reshape(h * w, -1)
+    return f.cos(), f.sin()
 
 
-@pytest.mark.parametrize('n', [14, 35, 40])
-def test_eva_rope_matches_official_and_timm(n, full_models):
-    cos, sin = _official_eva_rope(n, 64)
-    ours = eva_rope(n, n, 64)
+@pytest.mark.parametrize('hw', [(14, 14), (35, 35), (40, 40), (10, 18)])
+def test_eva_rope_matches_official(hw, full_models):
+    """The RoPE the forward uses (the trunk's own rotary module for the input grid) = EVA-CLIP's formula."""
+    _, bb = full_models['EVA02-B-16']
+    cos, sin = _official_eva_rope(*hw, 64)
+    with torch.no_grad():
+        _, got_hw, ours = bb._tower.embed(torch.zeros(1, 3, 16 * hw[0], 16 * hw[1]))
+    assert got_hw == hw and ours.shape == (hw[0] * hw[1], 128)
     assert torch.allclose(ours[:, 64:], cos, atol=1e-5) and torch.allclose(ours[:, :64], sin, atol=1e-5)
-    if n == 14:  # timm's cached embedding at the native grid
-        _, bb = full_models['EVA02-B-16']
-        assert torch.allclose(ours, bb.visual.trunk.rope.get_embed(), atol=1e-5)
 
 
 def test_large_and_rectangular_inputs_run(full_models):
@@ -153,8 +155,7 @@ def _reference_last_block(bb, x_in, mode, scale, with_rope=False, drop_cls=False
         k = y @ Wk[sl].T + bk[sl]
         v = y @ Wv[sl].T + bv[sl]
         if with_rope:
-            rope = eva_rope(*bb._hw, d)
-            sin, cos = rope[:, :d], rope[:, d:]
+            cos, sin = _official_eva_rope(*bb._hw, d)
 
             def rot(z):
                 z2 = torch.stack([-z[..., 1::2], z[..., ::2]], -1).reshape(z.shape)
@@ -238,22 +239,27 @@ def test_maskclip_modes_match_formula(family):
 
 
 def test_csa_scaling_eva_inner_ln_cancels_factor_two_openai_does_not():
+    """csa is a SUM of the two attentions (rows total 2): EVA's inner LN cancels the factor 2, OpenAI's out_proj
+    (with bias, no LN before it) does not."""
+    from declip_mm.models.backbones import decoupled_attention
     for family in ('eva', 'openai'):
         bb = _tiny(family)
         x = torch.randn(1, 3, 48, 48)
         with torch.no_grad():
             xin = _last_block_input(bb, x)
             q, k, v = bb._tower.qkv(bb._tower.blocks[-1], xin)
-            from declip_mm.models.backbones import decoupled_attention
-            o_sum = decoupled_attention(q, k, v, 'csa', bb.attn_scale)
-            o_half = o_sum / 2
+            s = bb.attn_scale
+            want = (torch.softmax(s * q @ q.transpose(-1, -2), -1) @ v
+                    + torch.softmax(s * k @ k.transpose(-1, -2), -1) @ v)  # (B, h, N, d)
+            o = decoupled_attention(q, k, v, 'csa', s)
             cat = lambda o: o.transpose(1, 2).reshape(1, o.shape[2], -1)  # noqa: E731
             blk = bb._tower.blocks[-1]
-            a, b = bb._tower.decoupled_out(blk, cat(o_sum)), bb._tower.decoupled_out(blk, cat(o_half))
+            a, b = bb._tower.decoupled_out(blk, cat(o)), bb._tower.decoupled_out(blk, cat(want / 2))
+        assert (o - want).abs().max() < 1e-5  # a sum ...
+        assert (o - want / 2).abs().max() > 1e-2  # ... not a mean
         if family == 'eva':
             assert (a - b).abs().max() < 1e-3  # LayerNorm is scale invariant up to eps
         else:
-            assert torch.allclose(cat(o_sum), 2 * cat(o_half))
             assert (a - b).abs().max() > 1e-3
 
 
@@ -285,14 +291,44 @@ def test_context_channels_are_per_head_q_without_cls(family):
 
 
 def test_pos_embed_unchanged_at_native_size_and_resized_elsewhere():
-    from declip_mm.models.backbones.towers import resize_abs_pos_embed
+    from declip_mm.models.backbones.towers import resize_pos_embed
     pos = torch.randn(1 + 14 * 14, 8)
-    assert resize_abs_pos_embed(pos, (14, 14), (14, 14)) is pos
-    r = resize_abs_pos_embed(pos, (14, 14), (28, 40))
-    assert r.shape == (1 + 28 * 40, 8) and torch.equal(r[0], pos[0])
+    assert resize_pos_embed(pos, (14, 14), (14, 14)) is pos
+    r = resize_pos_embed(pos, (14, 14), (10, 40))
+    assert r.shape == (1 + 10 * 40, 8) and torch.equal(r[0], pos[0])
     grid = pos[1:].reshape(1, 14, 14, 8).permute(0, 3, 1, 2)
-    ref = F.interpolate(grid, size=(28, 40), mode='bicubic', align_corners=False)
+    ref = F.interpolate(grid, size=(10, 40), mode='bicubic', align_corners=False)
     assert torch.allclose(r[1:], ref.permute(0, 2, 3, 1).reshape(-1, 8), atol=1e-6)
+
+
+@pytest.mark.parametrize('family', ['eva', 'openai'])
+def test_default_pos_embed_resize_is_plain_bicubic(family):
+    """The default DeCLIPViT (no pos_embed_antialias argument) at a non-native, non-square grid (10 x 18 against
+    the native 14 x 14: one axis shrinks, where antialiasing would matter) adds the official EVA-CLIP / CLIPSelf
+    resize: bicubic, align_corners=False, no antialias, CLS entry kept."""
+    bb = _tiny(family)
+    with torch.no_grad():  # position embeddings of unit scale, so that the resize dominates the tokens
+        (bb.visual.trunk.pos_embed if family == 'eva' else bb.visual.positional_embedding).normal_()
+    x = torch.randn(1, 3, 160, 288)
+    if family == 'eva':
+        t = bb.visual.trunk
+        pos, conv, norm, cls = t.pos_embed[0], t.patch_embed.proj, t.patch_embed.norm, t.cls_token[0]
+        pre = t.norm_pre
+    else:
+        v = bb.visual
+        pos, conv, norm, cls = v.positional_embedding, v.conv1, torch.nn.Identity(), v.class_embedding[None]
+        pre = v.ln_pre
+    with torch.no_grad():
+        got = bb._tower.embed(x)[0]
+        patches = norm(conv(x).flatten(2).transpose(1, 2))[0]  # (180, C)
+        C = pos.shape[-1]
+        grid = pos[1:].reshape(1, 14, 14, C).permute(0, 3, 1, 2)
+        plain = F.interpolate(grid, size=(10, 18), mode='bicubic', align_corners=False)[0].flatten(1).T
+        aa = F.interpolate(grid, size=(10, 18), mode='bicubic', align_corners=False, antialias=True)[0].flatten(1).T
+        want = pre(torch.cat([cls + pos[:1], patches + plain])[None])
+        want_aa = pre(torch.cat([cls + pos[:1], patches + aa])[None])
+    assert (got - want).abs().max() < 1e-5
+    assert (got - want_aa).abs().max() > 1e-3  # the test can tell the two resizes apart
 
 
 # ----------------------------------------------------------------------------- freezing

@@ -97,3 +97,74 @@ def test_mmseg_encoder_decoder_with_declip_backbone():
     assert any(n.startswith('backbone.visual.transformer.resblocks.3.') for n in changed)
     assert not any(n.startswith('backbone.visual.transformer.resblocks.0.') for n in changed)
     assert preds[0].pred_sem_seg.data.shape == (1, 64, 96)
+
+
+# ------------------------------------------------------------------ the README's example, exactly as printed
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _readme_config(marker, tmp_path):
+    """The README's python block whose ``_base_`` starts with ``marker``, written to a config file and loaded."""
+    import re
+    text = open(os.path.join(REPO, 'README.md')).read()
+    section = text.split('## The DeCLIP backbone in your own config', 1)[1].split('\n## ', 1)[0]
+    blocks = [b for b in re.findall(r'```python\n(.*?)```', section, re.S) if f"_base_ = '{marker}" in b]
+    assert len(blocks) == 1, f'README: one {marker} example expected in the backbone section'
+    path = tmp_path / f'{marker[:-2]}_swap.py'
+    path.write_text(blocks[0])
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.backbone.type == 'DeCLIPViT' and 'depth' not in cfg.model.backbone  # _delete_ dropped ResNet's
+    # as printed, except that no CLIP file exists here: random full-size weights instead
+    assert cfg.model.backbone.checkpoint.startswith('checkpoints/')
+    cfg.model.backbone.checkpoint = None
+    return cfg
+
+
+def test_readme_example_in_stock_mmdet_faster_rcnn(tmp_path):
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmdet.utils import register_all_modules
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.structures import InstanceData
+    register_all_modules()
+    cfg = _readme_config('mmdet::', tmp_path)
+    assert cfg.model.type == 'FasterRCNN' and cfg.model.rpn_head.type == 'RPNHead'  # the stock detector
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # as mmengine's Runner does without DDP
+    model.init_weights()
+    imgs, samples = [], []
+    for _ in range(2):
+        imgs.append(torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8))
+        s = DetDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128), scale_factor=(1., 1.),
+                                        pad_shape=(96, 128), batch_input_shape=(96, 128)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([3]))
+        samples.append(s)
+    preds, losses, changed = _train_and_predict(model, dict(inputs=imgs, data_samples=samples))
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
+    assert not any(n.startswith('backbone.') for n in changed) and any(n.startswith('neck.') for n in changed)
+    assert preds[0].pred_instances.bboxes.shape[1] == 4
+
+
+def test_readme_example_in_stock_mmseg_upernet(tmp_path):
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = _readme_config('mmseg::', tmp_path)
+    assert cfg.model.decode_head.type == 'UPerHead' and cfg.model.auxiliary_head.type == 'FCNHead'
+    cfg.model.data_preprocessor.size = (64, 96)
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    imgs, samples = [], []
+    for _ in range(2):
+        imgs.append(torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8))
+        s = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, 64, 96)))
+        samples.append(s)
+    preds, losses, changed = _train_and_predict(model, dict(inputs=imgs, data_samples=samples))
+    assert 'decode.loss_ce' in losses and 'aux.loss_ce' in losses
+    assert not any(n.startswith('backbone.') for n in changed) and any(n.startswith('neck.') for n in changed)
+    assert preds[0].pred_sem_seg.data.shape == (1, 64, 96)

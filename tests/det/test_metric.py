@@ -1,5 +1,6 @@
-"""OV-COCO AP50 metric vs. a direct pycocotools computation."""
+"""OV-COCO metric (mmdet's OVCocoMetric under our name) vs. a direct pycocotools computation."""
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -29,10 +30,7 @@ def _gt(tmp_path):
     return str(path), anns
 
 
-def _run_metric(ann_file, preds):
-    """preds: {img_id: list of (label, [x,y,w,h], score)} -> metric output."""
-    m = OVCocoAP50Metric(ann_file=ann_file, novel_classes=NOVEL)
-    m.dataset_meta = dict(classes=CLASSES)
+def _samples(preds):
     samples = []
     for img_id in (1, 2, 3):
         lst = preds.get(img_id, [])
@@ -40,7 +38,14 @@ def _run_metric(ann_file, preds):
         samples.append(dict(img_id=img_id, ori_shape=(100, 100),
                             pred_instances=dict(bboxes=b, scores=torch.tensor([s for *_, s in lst]).float(),
                                                 labels=torch.tensor([l for l, *_ in lst]).long())))
-    m.process({}, samples)
+    return samples
+
+
+def _run_metric(ann_file, preds, meta=None, **kw):
+    """preds: {img_id: list of (label, [x,y,w,h], score)} -> metric output."""
+    m = OVCocoAP50Metric(ann_file=ann_file, **({'novel_classes': NOVEL} if meta is None else {}), **kw)
+    m.dataset_meta = meta or dict(classes=CLASSES)
+    m.process({}, _samples(preds))
     return m.compute_metrics(m.results)
 
 
@@ -57,7 +62,7 @@ def _direct(ann_file, preds):
     names = [coco.loadCats(c)[0]['name'] for c in cat_ids]
     nov = [a for a, n in zip(ap, names) if n in NOVEL]
     base = [a for a, n in zip(ap, names) if n not in NOVEL]
-    return 100 * np.nanmean(nov), 100 * np.nanmean(base), 100 * np.nanmean(ap)
+    return np.nanmean(nov), np.nanmean(base), np.nanmean(ap)
 
 
 def _label(cid):
@@ -71,10 +76,11 @@ def test_perfect_novel_missed_base(tmp_path):
         if a['category_id'] in (5, 17):  # novel only
             preds.setdefault(a['image_id'], []).append((_label(a['category_id']), a['bbox'], 0.9))
     out = _run_metric(ann_file, preds)
-    assert out['novel_ap50'] == pytest.approx(100.0)
+    assert out['novel_ap50'] == pytest.approx(1.0)
     assert out['base_ap50'] == pytest.approx(0.0)
-    assert out['all_ap50'] == pytest.approx(50.0)
-    assert (out['novel_ap50'], out['base_ap50'], out['all_ap50']) == pytest.approx(_direct(ann_file, preds), abs=1e-3)
+    assert out['bbox_mAP_50'] == pytest.approx(0.5)
+    assert (out['novel_ap50'], out['base_ap50'], out['bbox_mAP_50']) == pytest.approx(_direct(ann_file, preds),
+                                                                                       abs=1e-3)
 
 
 def test_all_perfect(tmp_path):
@@ -83,7 +89,7 @@ def test_all_perfect(tmp_path):
     for a in anns:
         preds.setdefault(a['image_id'], []).append((_label(a['category_id']), a['bbox'], 0.9))
     out = _run_metric(ann_file, preds)
-    assert (out['novel_ap50'], out['base_ap50'], out['all_ap50']) == pytest.approx((100.0, 100.0, 100.0))
+    assert (out['novel_ap50'], out['base_ap50'], out['bbox_mAP_50']) == pytest.approx((1.0, 1.0, 1.0))
 
 
 def test_mixed_matches_pycocotools(tmp_path):
@@ -98,8 +104,9 @@ def test_mixed_matches_pycocotools(tmp_path):
         preds[a['image_id']].append(((_label(a['category_id']) + 1) % 4, [x, y, w, h], 0.3))
     out = _run_metric(ann_file, preds)
     direct = _direct(ann_file, preds)
-    assert (out['novel_ap50'], out['base_ap50'], out['all_ap50']) == pytest.approx(direct, abs=1e-3)
-    assert 0 < out['all_ap50'] < 100
+    assert (out['novel_ap50'], out['base_ap50']) == pytest.approx(direct[:2], abs=1e-9)
+    assert out['bbox_mAP_50'] == pytest.approx(direct[2], abs=5e-4)  # mmdet rounds the summary to 3 decimals
+    assert 0 < out['bbox_mAP_50'] < 1
 
 
 def test_class_order_mismatch_raises(tmp_path):
@@ -110,3 +117,62 @@ def test_class_order_mismatch_raises(tmp_path):
         bboxes=torch.zeros(0, 4), scores=torch.zeros(0), labels=torch.zeros(0, dtype=torch.long)))])
     with pytest.raises(ValueError, match='order'):
         m.compute_metrics(m.results)
+
+
+def _mixed_preds(anns, seed=0):
+    rng = np.random.default_rng(seed)
+    preds = {}
+    for a in anns:
+        x, y, w, h = a['bbox']
+        preds.setdefault(a['image_id'], []).append((_label(a['category_id']), [x + 1, y + 1, w, h], 0.6))
+        preds[a['image_id']].append((_label(a['category_id']), [x + w * 0.7, y, w, h], float(rng.uniform(0.5, 0.9))))
+        preds[a['image_id']].append(((_label(a['category_id']) + 1) % 4, [x, y, w, h], 0.3))
+    return preds
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_classwise_metric_items_and_copypaste_as_in_mmdet(tmp_path):
+    from mmengine.logging import MMLogger
+    ann_file, anns = _gt(tmp_path)
+    preds = _mixed_preds(anns)
+    rec = _Records()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(rec)
+    try:
+        out = _run_metric(ann_file, preds, classwise=True, metric_items=['mAP_50'])
+    finally:
+        logger.removeHandler(rec)
+    log = '\n'.join(rec.lines)
+    assert set(k for k in out if k.startswith('bbox_')) == {'bbox_mAP_50'}  # metric_items honoured
+    assert {f'{c}_precision' for c in CLASSES} <= set(out)  # classwise keys
+    assert all(c in log for c in CLASSES) and 'mAP_75' in log  # the per-class table
+    assert 'bbox_mAP_copypaste:' in log
+    per_class = {c: out[f'{c}_precision'] for c in CLASSES}
+    assert all(0 <= v <= 1 for v in per_class.values())
+
+
+def test_base_and_novel_from_dataset_meta_and_defaults(tmp_path):
+    ann_file, anns = _gt(tmp_path)
+    preds = {a['image_id']: [] for a in anns}
+    for a in anns:
+        if a['category_id'] in (5, 17):
+            preds[a['image_id']].append((_label(a['category_id']), a['bbox'], 0.9))
+    meta = dict(classes=CLASSES, base_classes=('person', 'car'), novel_classes=tuple(NOVEL))
+    out = _run_metric(ann_file, preds, meta=meta)
+    assert (out['novel_ap50'], out['base_ap50']) == pytest.approx((1.0, 0.0))
+    swapped = _run_metric(ann_file, preds, meta=dict(classes=CLASSES), novel_classes=['person', 'car'])
+    assert (swapped['novel_ap50'], swapped['base_ap50']) == pytest.approx((0.0, 1.0))  # base = the other classes
+
+
+def test_no_detections_gives_zeros(tmp_path):
+    ann_file, _ = _gt(tmp_path)
+    out = _run_metric(ann_file, {})
+    assert out['novel_ap50'] == 0.0 and out['base_ap50'] == 0.0 and out['bbox_mAP_50'] == 0.0

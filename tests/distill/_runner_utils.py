@@ -48,7 +48,7 @@ def tiny_cfg(work_dir, data_root, *, epochs=None, batch_size=None, grid=None, ho
         cfg.train_dataloader.batch_size = batch_size
     if epochs is not None:
         cfg.train_cfg.max_epochs = epochs
-        cfg.param_scheduler[0].end = epochs
+        cfg.param_scheduler[-1].end = epochs  # the cosine (epochs); [0] is the iteration warmup
     if lr is not None:
         cfg.optim_wrapper.optimizer.lr = lr
     names = dict(resume=dict(type='DistillResumeHook'), export=dict(type='DeCLIPExportHook', interval=1),
@@ -68,7 +68,9 @@ def run(cfg, extra_hooks=()):
     runner = Runner.from_cfg(cfg)
     for h in extra_hooks:
         runner.register_hook(h)
-    runner.train()
+    from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():  # as tools/train.py: resume reads with weights_only=True
+        runner.train()
     return runner
 
 

@@ -40,10 +40,12 @@ def test_config_consistency(path):
     assert t.det_size in (560, 1024) and t.max_crops == 20
     assert m.alpha == (0.95 if 'L-14' in name else 0.7)
     opt = cfg.optim_wrapper
-    assert opt.type == 'AmpOptimWrapper' and opt.constructor == 'DeCLIPOptimWrapperConstructor'
-    assert opt.optimizer.lr == 1e-5 and opt.optimizer.weight_decay == 0.1 and opt.optimizer.betas == 'auto'
-    s = cfg.param_scheduler[0]
-    assert s.type == 'DeCLIPWarmupCosineLR' and s.warmup_iters == 1000 and s.end == 6 and cfg.train_cfg.max_epochs == 6
+    assert opt.type == 'AmpOptimWrapper' and opt.paramwise_cfg.flat_decay_mult == 0.0
+    assert opt.optimizer.lr == 1e-5 and opt.optimizer.weight_decay == 0.1
+    assert opt.optimizer.betas == ((0.9, 0.98) if m.student.model_name.startswith('ViT') else (0.9, 0.999))
+    warm, cos = cfg.param_scheduler
+    assert warm.type == 'LinearLR' and warm.end == 1000 and warm.start_factor == 1e-3
+    assert cos.type == 'DeCLIPCosineLR' and cos.warmup_iters == 1000 and cos.end == 6 and cfg.train_cfg.max_epochs == 6
     if 'paper' in path:
         assert t.grid == 'paper' and m.context_weight == 0.25
     elif 'ctx0.25' in path:

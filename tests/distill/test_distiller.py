@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-from declip_mm.engine.schedulers import warmup_cosine_factor
 from distill_helpers import build_distiller, make_batch, student_cfg
 
 
@@ -59,64 +58,16 @@ def test_openai_family_qq_needs_split_qkv():
     tr = _trainable(d)
     assert not any(n.endswith('resblocks.3.attn.k_proj_weight') for n in tr)
     assert any(n.endswith('resblocks.3.attn.q_proj_weight') for n in tr)
-    from declip_mm.engine.optim_constructor import family_betas
-    assert family_betas(d) == ((0.9, 0.98), 1e-6)
     assert d.normalize_dense_before_roi
 
 
-def test_optimizer_groups_and_betas():
-    from declip_mm.engine.optim_constructor import DeCLIPOptimWrapperConstructor
-    d = build_distiller('qq')
-    ow = DeCLIPOptimWrapperConstructor(dict(type='OptimWrapper', optimizer=dict(
-        type='AdamW', lr=1e-5, weight_decay=0.1, betas='auto', eps='auto')))(d)
-    opt = ow.optimizer
-    assert isinstance(opt, torch.optim.AdamW)
-    g0, g1 = opt.param_groups
-    assert g0['weight_decay'] == 0.0 and g1['weight_decay'] == 0.1
-    assert g0['betas'] == (0.9, 0.999) and g0['eps'] == 1e-8
-    params = dict(d.named_parameters())
-    for n in g0['names']:
-        p = params[n]
-        assert p.ndim < 2 or any(s in n for s in ('bn', 'ln', 'bias', 'logit_scale'))
-    for n in g1['names']:
-        assert params[n].ndim >= 2 and not any(s in n for s in ('bn', 'ln', 'bias', 'logit_scale'))
-    trainable = {n for n, p in d.named_parameters() if p.requires_grad}
-    assert set(g0['names']) | set(g1['names']) == trainable
-    assert any('norm1.weight' in n for n in g0['names']) and any('q_proj.bias' in n for n in g0['names'])
-    assert any('q_proj.weight' in n for n in g1['names'])
-
-
-def test_lr_schedule_matches_official():
-    from mmengine.optim import OptimWrapper
-    from declip_mm.registry import PARAM_SCHEDULERS
-    p = torch.nn.Parameter(torch.zeros(1))
-    ow = OptimWrapper(torch.optim.AdamW([p], lr=1e-5))
-    per_epoch, epochs = 7393, 6
-    sched = PARAM_SCHEDULERS.build(dict(type='DeCLIPWarmupCosineLR', warmup_iters=1000, begin=0, end=epochs,
-                                        by_epoch=True, convert_to_iter_based=True),
-                                   default_args=dict(optimizer=ow, epoch_length=per_epoch))
-    total = per_epoch * epochs
-    assert total == 44358 and sched.end == total
-    lrs = {}
-    for step in range(total):
-        if step in (0, 999, 1000, 5000, total - 1):
-            lrs[step] = ow.param_groups[0]['lr']
-        ow.step()
-        sched.step()
-    assert lrs[0] == pytest.approx(1e-5 * 1 / 1000)
-    assert lrs[999] == pytest.approx(1e-5)
-    assert lrs[1000] == pytest.approx(1e-5)
-    assert lrs[5000] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4000 / 43358)) * 1e-5)
-    assert lrs[total - 1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 43357 / 43358)) * 1e-5)
-    assert lrs[total - 1] < 1e-13
-    assert warmup_cosine_factor(0, 1000, 44358) == 1e-3
+# optimizer groups and the LR schedule: tests/foundation/test_declip_schedule.py
 
 
 def test_only_student_gets_gradients():
-    from declip_mm.engine.optim_constructor import DeCLIPOptimWrapperConstructor
+    from mmengine.optim import build_optim_wrapper
     d = build_distiller('csa', context_weight=1.0)
-    ow = DeCLIPOptimWrapperConstructor(dict(type='OptimWrapper', optimizer=dict(
-        type='AdamW', lr=1e-3, weight_decay=0.1, betas='auto', eps='auto')))(d)
+    ow = build_optim_wrapper(d, dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1)))
     before = {k: v.clone() for k, v in d.state_dict().items()}
     batch = make_batch(batch=2)
     d.train()

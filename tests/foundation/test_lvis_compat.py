@@ -1,10 +1,10 @@
-"""The lvis/numpy-2 compatibility spot: LVISEval (used by mmdet's LVISMetric) runs after importing declip_mm."""
+"""The lvis / numpy-2 fix applies only inside our LVIS metric: mmdet's LVISMetric runs, np.float stays absent."""
 import json
 
 import numpy as np
 import pytest
 
-import declip_mm  # noqa: F401  (applies declip_mm.utils.compat)
+import declip_mm  # noqa: F401
 
 
 def _lvis_gt(path):
@@ -19,53 +19,34 @@ def _lvis_gt(path):
     json.dump(dict(images=images, categories=cats, annotations=anns), open(path, 'w'))
 
 
-def test_lvis_eval_runs_under_numpy2(tmp_path):
+def _dets():
+    return [dict(image_id=1, category_id=1, bbox=[10, 10, 30, 30], score=0.9),
+            dict(image_id=2, category_id=2, bbox=[0, 0, 10, 10], score=0.8)]
+
+
+def test_plain_lvis_eval_needs_the_alias(tmp_path):
     from lvis import LVIS, LVISEval, LVISResults
-    assert np.float is float
+    assert 'float' not in np.__dict__  # importing declip_mm did not add it
     _lvis_gt(tmp_path / 'gt.json')
     gt = LVIS(str(tmp_path / 'gt.json'))
-    dets = [dict(image_id=1, category_id=1, bbox=[10, 10, 30, 30], score=0.9),
-            dict(image_id=2, category_id=2, bbox=[0, 0, 10, 10], score=0.8)]
-    ev = LVISEval(gt, LVISResults(gt, dets), 'bbox')
-    ev.run()
-    res = ev.get_results()
-    assert res['APr'] == pytest.approx(1.0)  # the rare class is found exactly
-    assert res['APf'] == pytest.approx(0.0)  # the frequent one is missed
+    with pytest.raises(AttributeError, match='float'):  # why the fix exists (remove it once this fails)
+        ev = LVISEval(gt, LVISResults(gt, _dets()), 'bbox')
+        ev.run()
 
 
-def test_mmengine_checkpoints_load_under_torch_weights_only_default(tmp_path):
-    """mmengine run-state checkpoints (HistoryBuffer + numpy in the message hub) load although torch now defaults to
-    weights_only=True; a plain weights file takes the safe path (no full unpickler)."""
+def test_ov_lvis_metric_evaluates_and_leaves_numpy_alone(tmp_path):
     import torch
-    from mmengine.logging import MessageHub
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    from declip_mm.utils.compat import load_mmengine_checkpoint
-    hub = MessageHub.get_instance('compat_test')
-    hub.update_scalar('train/loss', 1.5)
-    hub.update_scalar('train/loss', np.float64(0.5))
-    hub.update_info('iter', np.int64(7))
-    ckpt = dict(meta=dict(epoch=1, iter=7, seed=np.int64(3)), state_dict={'w': torch.ones(2)},
-                message_hub=hub.state_dict())
-    torch.save(ckpt, tmp_path / 'epoch_1.pth')
-    with pytest.raises(Exception):  # what torch alone does with mmengine's file
-        torch.load(tmp_path / 'epoch_1.pth', weights_only=True)
-    out = CheckpointLoader.load_checkpoint(str(tmp_path / 'epoch_1.pth'), map_location='cpu')
-    assert torch.equal(out['state_dict']['w'], torch.ones(2)) and out['meta']['seed'] == 3
-    buf = out['message_hub']['log_scalars']['train/loss']
-    assert buf.mean() == pytest.approx(1.0)
-    assert load_mmengine_checkpoint(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == 7
-    torch.save({'state_dict': {'w': torch.ones(3)}, 'meta': {'seed': np.int64(1), 'arr': np.zeros(2)}},
-               tmp_path / 'plain.pth')
-    real_load = torch.load
-    calls = []
-
-    def spy(*a, **k):
-        calls.append(k.get('weights_only'))
-        return real_load(*a, **k)
-    torch.load = spy
-    try:
-        out = load_mmengine_checkpoint(str(tmp_path / 'plain.pth'))
-    finally:
-        torch.load = real_load
-    assert calls == [True] and out['meta']['seed'] == 1
+    from declip_mm.evaluation.lvis_metric import OVLVISMetric
+    _lvis_gt(tmp_path / 'gt.json')
+    m = OVLVISMetric(ann_file=str(tmp_path / 'gt.json'), metric='bbox')
+    m.dataset_meta = dict(classes=('cat', 'dog'))
+    samples = []
+    for img_id, (label, box, score) in ((1, (0, [10, 10, 40, 40], 0.9)), (2, (1, [0, 0, 10, 10], 0.8))):
+        samples.append(dict(img_id=img_id, ori_shape=(100, 100), pred_instances=dict(
+            bboxes=torch.tensor([box], dtype=torch.float32), scores=torch.tensor([score]),
+            labels=torch.tensor([label]))))
+    m.process({}, samples)
+    res = m.compute_metrics(m.results)
+    assert res['bbox_APr'] == pytest.approx(1.0)  # the rare class is found exactly
+    assert res['bbox_APf'] == pytest.approx(0.0)  # the frequent one is missed
+    assert 'float' not in np.__dict__  # the alias lived only during the evaluation

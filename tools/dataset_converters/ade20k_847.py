@@ -14,10 +14,11 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 import pickle
-from multiprocessing import Pool
 
 import numpy as np
+from mmengine.utils import track_iter_progress, track_parallel_progress
 from PIL import Image
 
 IDS = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'declip_mm', 'data', 'seg_classes',
@@ -84,10 +85,11 @@ def main(argv=None):
         if not osp.isabs(src):
             src = osp.join(base, src)
         jobs.append((src, osp.join(img_dir, name), osp.join(lab_dir, name.replace('.jpg', '.tif')), id_map))
-    with Pool(a.nproc) as pool:
-        for i, _ in enumerate(pool.imap_unordered(convert_one, jobs)):
-            if i % 200 == 0:
-                print(f'{i}/{len(jobs)}')
+    if a.nproc > 1:
+        track_parallel_progress(convert_one, jobs, nproc=a.nproc, file=sys.stdout)
+    else:
+        for job in track_iter_progress(jobs, file=sys.stdout):
+            convert_one(job)
     print(f'wrote {len(jobs)} validation images to {img_dir} and {lab_dir}')
 
 

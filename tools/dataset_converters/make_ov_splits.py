@@ -20,6 +20,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmengine.utils import track_iter_progress  # noqa: E402
+
 from declip_mm.datasets.ov_detection import make_ov_coco_split, make_ov_lvis_split  # noqa: E402
 
 
@@ -41,33 +43,32 @@ def _dump(obj, path):
           f'{len(obj["categories"])} categories')
 
 
-def run_coco(ann_dir, out_dir, train='instances_train2017.json', val='instances_val2017.json'):
+def _write_splits(ann_dir, out_dir, jobs, make):
+    """jobs: (source json, output name, make() kwargs); one progress step per output (each source loaded once)."""
     out_dir = out_dir or ann_dir
-    written = {}
-    if train:
-        tr = _load(osp.join(ann_dir, train))
-        seen = make_ov_coco_split(tr, 'base', all_categories=False)
-        seen65 = make_ov_coco_split(tr, 'base', all_categories=True)
-        del tr
-        for name, obj in (('instances_train2017_seen_2.json', seen),
-                          ('instances_train2017_seen_2_65_cat.json', seen65)):
-            _dump(obj, osp.join(out_dir, name))
-            written[name] = osp.join(out_dir, name)
-    if val:
-        va = _load(osp.join(ann_dir, val))
-        allv = make_ov_coco_split(va, 'all', all_categories=True)
-        _dump(allv, osp.join(out_dir, 'instances_val2017_all_2.json'))
-        written['instances_val2017_all_2.json'] = osp.join(out_dir, 'instances_val2017_all_2.json')
+    written, loaded = {}, {}
+    for src, name, kwargs in track_iter_progress(jobs, file=sys.stdout):
+        if src not in loaded:
+            loaded.clear()  # the train json is large: keep one source in memory
+            loaded[src] = _load(osp.join(ann_dir, src))
+        path = osp.join(out_dir, name)
+        _dump(make(loaded[src], **kwargs), path)
+        written[name] = path
     return written
 
 
+def run_coco(ann_dir, out_dir, train='instances_train2017.json', val='instances_val2017.json'):
+    jobs = []
+    if train:
+        jobs += [(train, 'instances_train2017_seen_2.json', dict(keep_classes='base', all_categories=False)),
+                 (train, 'instances_train2017_seen_2_65_cat.json', dict(keep_classes='base', all_categories=True))]
+    if val:
+        jobs.append((val, 'instances_val2017_all_2.json', dict(keep_classes='all', all_categories=True)))
+    return _write_splits(ann_dir, out_dir, jobs, make_ov_coco_split)
+
+
 def run_lvis(ann_dir, out_dir, train='lvis_v1_train.json'):
-    out_dir = out_dir or ann_dir
-    tr = _load(osp.join(ann_dir, train))
-    out = make_ov_lvis_split(tr)
-    path = osp.join(out_dir, 'lvis_v1_train_seen_1203_cat.json')
-    _dump(out, path)
-    return {'lvis_v1_train_seen_1203_cat.json': path}
+    return _write_splits(ann_dir, out_dir, [(train, 'lvis_v1_train_seen_1203_cat.json', {})], make_ov_lvis_split)
 
 
 def main(argv=None):

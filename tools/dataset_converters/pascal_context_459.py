@@ -14,8 +14,10 @@ Usage: python tools/dataset_converters/pascal_context_459.py data/VOCdevkit/VOC2
 import argparse
 import os
 import os.path as osp
+import sys
 
 import numpy as np
+from mmengine.utils import track_iter_progress
 from PIL import Image
 
 
@@ -41,15 +43,13 @@ def main(argv=None):
     with open(split) as f:
         ids = [ln.strip() for ln in f if ln.strip()]
     done = []
-    for i, fid in enumerate(ids):
+    for fid in track_iter_progress(ids, file=sys.stdout):
         src = osp.join(mat_dir, fid + '.mat')
         if not osp.exists(src):
             continue
         lab = convert_label_map(scipy.io.loadmat(src)['LabelMap'])
         Image.fromarray(lab).save(osp.join(out_dir, fid + '.tif'), 'TIFF')
         done.append(fid)
-        if i % 500 == 0:
-            print(f'{i}/{len(ids)}')
     with open(osp.join(a.voc2010, 'annotations_detectron2', 'pc459_val.txt'), 'w') as f:
         f.write('\n'.join(done) + '\n')
     print(f'wrote {len(done)} of {len(ids)} labels to {out_dir}')

@@ -6,7 +6,7 @@ model = dict(
         type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
         std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='EVA02-B-16', checkpoint='checkpoints/declip_eva02_b16.pt', dense_mode='csa', attn_scale='sqrt', out_types=('dense', ), frozen=True),
-    text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', checkpoint='checkpoints/declip_eva02_b16.pt', frozen=True),
+    text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', frozen=True),
     class_names=None,  # set per benchmark
     name_sep='; ',
     logit_scale=40.0,

@@ -70,12 +70,15 @@ def build_clip_model(model_name: str, model_overrides: Optional[dict] = None,
     cfg = open_clip.get_model_config(model_name)
     if cfg is None:
         raise ValueError(f'Unknown open_clip model config {model_name!r}; supported: {SUPPORTED_MODELS}')
+    _check_override_keys(model_overrides or {})
     cfg = _deep_merge(cfg, model_overrides or {})
     family = clip_family(model_name)
     vision_cfg = cfg['vision_cfg']
     timm_kwargs = vision_cfg.pop('timm_kwargs', None)
     if family == 'eva':
         vision_cfg['timm_model_pretrained'] = False
+        # RoPE in timm's bands mode, so that ``trunk.rope.get_embed(shape)`` builds the embedding of any grid
+        timm_kwargs = {'dynamic_img_size': True, **(timm_kwargs or {})}
     custom_text = cfg.pop('custom_text', False)
     cfg['quick_gelu'] = (family == 'openai') if quick_gelu is None else bool(quick_gelu)
     with _timm_create_kwargs(timm_kwargs):
@@ -86,6 +89,25 @@ def build_clip_model(model_name: str, model_overrides: Optional[dict] = None,
             model = VisualOnly(_build_vision_tower(cfg['embed_dim'], vision_cfg, cfg['quick_gelu']))
     model.eval()
     return model
+
+
+def _check_override_keys(overrides: dict) -> None:
+    """Unknown ``model_overrides`` keys are an error (a typo would otherwise be merged in and ignored)."""
+    import dataclasses
+    import inspect
+
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
+    top = {'custom_text'}
+    for cls in (CLIP, CustomTextCLIP):
+        top |= set(inspect.signature(cls.__init__).parameters) - {'self'}
+    unknown = [k for k in overrides if k not in top]
+    for key, cfg_cls, free in (('vision_cfg', CLIPVisionCfg, {'timm_kwargs'}), ('text_cfg', CLIPTextCfg, set())):
+        fields = {f.name for f in dataclasses.fields(cfg_cls)} | free
+        unknown += [f'{key}.{k}' for k in (overrides.get(key) or {}) if k not in fields]
+    if unknown:
+        raise ValueError(f'model_overrides: unknown key(s) {unknown} (top level: open_clip CLIP arguments; '
+                         'vision_cfg / text_cfg: open_clip CLIPVisionCfg / CLIPTextCfg fields, plus '
+                         'vision_cfg.timm_kwargs for EVA trunks)')
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint as grad_checkpoint
 from declip_mm.registry import DET_MODELS, MODELS, SEG_MODELS, register_everywhere
 from .checkpoint import CheckpointError, load_clip_state_dict, load_into
 from .freezing import apply_trainable_rule
+from .pending_weights import check_weights_loaded, defer_missing_checkpoint
 from .clip_builder import CLIP_MEAN, CLIP_STD, VisualOnly, build_clip_model, clip_family
 from .towers import build_tower, split_mha_qkv
 
@@ -68,7 +69,9 @@ class DeCLIPViT(BaseModule):
         model_name: open_clip config name: ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``, ``EVA02-B-16``,
             ``EVA02-L-14``, ``EVA02-L-14-336``.
         model_overrides: dict deep-merged into the open_clip config (``tiny_clip_overrides()`` for tests).
-        checkpoint: local checkpoint path (open_clip, EVA-CLIP release, DeCLIP ``epoch_k.pt``, our export).
+        checkpoint: local checkpoint path (open_clip, EVA-CLIP release, DeCLIP ``epoch_k.pt``, our export).  A
+            missing file is an error at the first forward / ``init_weights`` unless a full model checkpoint loaded
+            in between provides the weights (``tools/test.py CONFIG TRAINED.pth``; see ``pending_weights``).
         out_indices: block indices whose outputs are returned as (B,C,H/p,W/p) maps (``feats``).
         last_feat_mode: mode of the last block when its index is in ``out_indices``.
         dense_mode: mode of the last block for the ``dense`` and ``context`` outputs.
@@ -154,7 +157,8 @@ class DeCLIPViT(BaseModule):
         self.normalize_dense = normalize_dense
         self.with_cp = with_cp
         self.checkpoint_meta = {}
-        if checkpoint:
+        self._pending_checkpoint = None
+        if checkpoint and not defer_missing_checkpoint(self, checkpoint):
             self.load_checkpoint(checkpoint, strict=strict_checkpoint)
         self.frozen = frozen
         self._apply_trainable(frozen, trainable, frozen_patterns)
@@ -173,7 +177,9 @@ class DeCLIPViT(BaseModule):
         print_log(f'DeCLIPViT[{self.model_name}] loaded {path}', logger='current')
 
     def init_weights(self):
-        # CLIP weights come from `checkpoint` in __init__; never re-initialise them here.
+        # CLIP weights come from `checkpoint` in __init__; never re-initialise them here.  Training needs that file
+        # (it was missing at construction and no full model checkpoint has filled the weights yet: raise).
+        check_weights_loaded(self)
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             self.load_checkpoint(self.init_cfg['checkpoint'])
         self._is_init = True
@@ -247,6 +253,7 @@ class DeCLIPViT(BaseModule):
             ``cls``: (B,D) the normal image embedding (open_clip ``encode_image``).
         """
         outputs = tuple(outputs or self.out_types)
+        check_weights_loaded(self)
         self._check_input(img)
         if self.frozen:
             with torch.no_grad():

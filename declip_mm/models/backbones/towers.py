@@ -13,47 +13,19 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 
-def resize_abs_pos_embed(pos: torch.Tensor, old_hw: Tuple[int, int], new_hw: Tuple[int, int],
-                         antialias: bool = False) -> torch.Tensor:
-    """Bicubic (align_corners=False) resize of an absolute position embedding with one leading CLS entry.
-
-    Args:
-        pos: (1+h0*w0, C) or (1, 1+h0*w0, C).
-        antialias: False follows the official EVA-CLIP / CLIPSelf code; timm's dynamic-size path uses True.
-    Returns:
-        Same rank as ``pos`` with 1+h*w tokens.  Unchanged (same tensor) when the grid already matches.
-    """
-    if tuple(old_hw) == tuple(new_hw):
+def resize_pos_embed(pos: torch.Tensor, old_hw: Tuple[int, int], new_hw: Tuple[int, int],
+                     antialias: bool = False) -> torch.Tensor:
+    """timm's ``resample_abs_pos_embed`` (bicubic, align_corners=False, one leading CLS entry) for (1+h0*w0, C) or
+    (1, 1+h0*w0, C) embeddings.  ``antialias=False`` follows the official EVA-CLIP / CLIPSelf code (timm's own
+    dynamic-size path antialiases).  Returns the same tensor when the grid already matches."""
+    p = pos[None] if pos.dim() == 2 else pos
+    out = resample_abs_pos_embed(p, list(new_hw), old_size=list(old_hw), num_prefix_tokens=1, antialias=antialias)
+    if out is p:  # timm's early return at the same grid
         return pos
-    squeeze = pos.dim() == 2
-    p = pos.unsqueeze(0) if squeeze else pos
-    cls, grid = p[:, :1], p[:, 1:]
-    C = grid.shape[-1]
-    grid = grid.reshape(1, old_hw[0], old_hw[1], C).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=tuple(new_hw), mode='bicubic', align_corners=False, antialias=antialias)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], C).to(p.dtype)
-    out = torch.cat([cls, grid], dim=1)
-    return out[0] if squeeze else out
-
-
-def eva_rope(h: int, w: int, head_dim: int, ref_hw: Tuple[int, int] = (16, 16), theta: float = 10000.,
-             device=None) -> torch.Tensor:
-    """EVA02 2-D rotary embedding for an h x w grid in timm's concatenated ``[sin, cos]`` layout (N, 2*head_dim).
-
-    Official EVA-CLIP: per axis, positions ``arange(n) / n * ref`` and frequencies ``theta ** -(i / (head_dim/4))``,
-    each frequency repeated twice (interleaved pairs); the row-axis half comes first.  Works for any h, w.
-    """
-    num_bands = head_dim // 4
-    bands = theta ** -(torch.arange(num_bands, dtype=torch.float32, device=device) / num_bands)
-    th = torch.arange(h, dtype=torch.float32, device=device) / h * ref_hw[0]
-    tw = torch.arange(w, dtype=torch.float32, device=device) / w * ref_hw[1]
-    fh = (th[:, None] * bands[None]).repeat_interleave(2, -1)  # (h, head_dim/2)
-    fw = (tw[:, None] * bands[None]).repeat_interleave(2, -1)  # (w, head_dim/2)
-    freqs = torch.cat([fh[:, None, :].expand(h, w, -1), fw[None, :, :].expand(h, w, -1)], dim=-1)
-    freqs = freqs.reshape(h * w, head_dim)
-    return torch.cat([freqs.sin(), freqs.cos()], dim=-1)
+    return out[0] if pos.dim() == 2 else out
 
 
 def split_mha_qkv(mha: nn.MultiheadAttention) -> None:
@@ -75,6 +47,11 @@ class EVATower:
     def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False):
         self.visual = visual
         self.pos_embed_antialias = pos_embed_antialias
+        rope = visual.trunk.rope
+        if rope is not None and getattr(rope, 'feat_shape', None) is not None:
+            # timm's cached mode ignores the shape given to get_embed: any other grid would get the native RoPE
+            raise ValueError('EVATower needs the timm trunk built with dynamic_img_size=True (RoPE in bands mode, '
+                             'as build_clip_model does), so that rope.get_embed(shape) follows the input grid')
 
     @property
     def trunk(self):
@@ -107,13 +84,10 @@ class EVATower:
         h, w = x.shape[-2:]
         x = t.patch_embed.norm(x.flatten(2).transpose(1, 2))
         x = torch.cat([t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-        pos = resize_abs_pos_embed(t.pos_embed, t.patch_embed.grid_size, (h, w), self.pos_embed_antialias)
+        pos = resize_pos_embed(t.pos_embed, t.patch_embed.grid_size, (h, w), self.pos_embed_antialias)
         x = t.norm_pre(t.pos_drop(x + pos.to(x.dtype)))
-        rope = None
-        if t.rope is not None:
-            ref = tuple(getattr(t.rope, 'ref_feat_shape', None) or t.patch_embed.grid_size)
-            theta = float(getattr(t.rope, 'temperature', 10000.))
-            rope = eva_rope(h, w, self.width // self.num_heads, ref, theta, device=x.device)
+        # the trunk's own 2-D RoPE for this grid: positions arange(n) / n * ref_feat_shape per axis (as EVA-CLIP)
+        rope = None if t.rope is None else t.rope.get_embed(shape=[h, w])
         return x, (h, w), rope
 
     def run_block(self, i: int, x: torch.Tensor, rope) -> torch.Tensor:
@@ -208,7 +182,7 @@ class OpenAITower:
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)
         x = torch.cat([v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
-        pos = resize_abs_pos_embed(v.positional_embedding, v.grid_size, (h, w), self.pos_embed_antialias)
+        pos = resize_pos_embed(v.positional_embedding, v.grid_size, (h, w), self.pos_embed_antialias)
         x = v.ln_pre(v.patch_dropout(x + pos.to(x.dtype)))
         return x, (h, w), None
 

@@ -1,7 +1,7 @@
 """CAT-Seg (CVPR 2024) cost-aggregation head: cost volume -> spatial/class aggregation -> upsampling decoder.
 
-Faithful to ``cvlab-kaist/CAT-Seg`` (``cat_seg/modeling/transformer/model.py``, head 6d3a188); every quirk listed
-in ``docs/catseg.md`` §1 is reproduced (see the inline notes).  Sub-module names mirror the official ones
+Faithful to ``cvlab-kaist/CAT-Seg`` (``cat_seg/modeling/transformer/model.py``, head 6d3a188); every quirk of that
+code is reproduced (inline notes; summary in ``docs/method.md`` section 10).  Sub-module names mirror the official ones
 (``layers.i.swin_block.block_1.attn.q``, ``layers.i.attention.attention.q``, ``conv1``, ``decoder1.up`` ...), so an
 official ``sem_seg_head.predictor.transformer.*`` state dict maps onto this head by stripping that prefix
 (``upsample1/2`` live in the official ``CATSeg`` model and map one-to-one).

@@ -18,6 +18,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.structures import SegDataSample
 
+from declip_mm.models.utils import checked_options, text_encoder_from_backbone_file
 from declip_mm.registry import MODELS, SEG_MODELS, register_everywhere
 
 __all__ = ['CATSeg', 'catseg_slide_merge', 'catseg_window_offsets']
@@ -75,7 +76,8 @@ class CATSeg(BaseSegmentor):
         backbone: ``DeCLIPViT`` config with ``out_indices`` = the two guidance taps (B: (3, 7); L: (7, 15)),
             ``out_types=('feats', 'dense')``; OpenAI: ``dense_mode='maskclip_cls'``, ``split_qkv=True``;
             DeCLIP EVA: ``dense_mode='csa'``, ``attn_scale='none'``, ``normalize_dense=True``.
-        text_encoder: ``CLIPTextEncoder`` config of the same CLIP (trainable rule in its ``trainable``).
+        text_encoder: ``CLIPTextEncoder`` config of the same CLIP (trainable rule in its ``trainable``); its
+            ``checkpoint`` defaults to the backbone's.
         decode_head: ``CATSegHead`` config.
         class_names: training class names (list or shipped list name, e.g. ``'catseg_coco171'``).
         test_class_names: evaluation class names (default: ``class_names``).  May be changed at any time; text
@@ -117,12 +119,14 @@ class CATSeg(BaseSegmentor):
             raise ValueError(f'CATSeg needs a backbone with exactly two out_indices (guidance taps, e.g. (3, 7) for '
                              f'B/16, (7, 15) for L/14), got {tuple(taps)}')
         self.backbone = _build(backbone)
-        self.text_encoder = _build(text_encoder)
+        self.text_encoder = _build(text_encoder_from_backbone_file(text_encoder, backbone))
         self.decode_head = _build(decode_head)
         self.template = template or CATSEG_TEMPLATE
         self.clip_size = (clip_size, clip_size) if isinstance(clip_size, int) else tuple(clip_size)
-        self.slide_cfg = dict(slide_cfg) if slide_cfg else None
-        self.background_collapse = dict(background_collapse) if background_collapse else None
+        self.slide_cfg = checked_options('CATSeg slide_cfg', slide_cfg, ('out_size', 'kernel', 'stride'),
+                                         ('global_view', ))
+        self.background_collapse = checked_options('CATSeg background_collapse', background_collapse,
+                                                   ('num_foreground', ), ('background_first', ))
         self.views_per_forward = views_per_forward
         self.ignore_index = ignore_index
         self.save_seg_logits = save_seg_logits

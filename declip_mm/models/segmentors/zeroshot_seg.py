@@ -1,6 +1,6 @@
 """Training-free open-vocabulary segmentation from DeCLIP dense features (DeCLIP paper Table 5).
 
-Follows the official evaluation code (ProxyCLIP-derived ``declip_segmentor.py``; ``docs/catseg.md`` §5):
+Follows the official evaluation code (ProxyCLIP-derived ``declip_segmentor.py``; ``docs/method.md`` section 7):
 
 * text: every synonym of every class x the 80 OpenAI ImageNet templates (normalise, mean, renormalise);
 * sliding window ``slide_crop`` / ``slide_stride`` (336 / 112) over the test-resized image (short side 448;
@@ -22,6 +22,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.structures import SegDataSample
 
+from declip_mm.models.utils import text_encoder_from_backbone_file
 from declip_mm.registry import MODELS, SEG_MODELS, register_everywhere
 from .catseg import _build
 
@@ -54,7 +55,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
 
     Args:
         backbone: ``DeCLIPViT`` config (DeCLIP: EVA02 ``dense_mode='csa'``; vanilla CLIP: ``dense_mode='vanilla'``).
-        text_encoder: ``CLIPTextEncoder`` config of the same CLIP.
+        text_encoder: ``CLIPTextEncoder`` config of the same CLIP; its ``checkpoint`` defaults to the backbone's.
         class_names: name file (shipped ``cls_*`` or a path; one class a line, synonyms split by ``name_sep``) or a
             list whose items are a name or a list of synonyms.
         templates: prompt templates (default: the 80 OpenAI ImageNet templates).
@@ -84,7 +85,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         from declip_mm.datasets.ov_segmentation import load_name_sets
         from declip_mm.models.text.templates import IMAGENET_TEMPLATES
         self.backbone = _build(backbone)
-        self.text_encoder = _build(text_encoder)
+        self.text_encoder = _build(text_encoder_from_backbone_file(text_encoder, backbone))
         self.name_sets = load_name_sets(class_names, sep=name_sep)
         self.query_names = [n for names in self.name_sets for n in names]
         self.register_buffer('query_idx', torch.tensor(

@@ -14,6 +14,7 @@ from declip_mm.registry import DET_MODELS, MODELS, SEG_MODELS, register_everywhe
 from ..backbones.checkpoint import load_clip_state_dict, load_into
 from ..backbones.clip_builder import build_clip_model
 from ..backbones.freezing import apply_trainable_rule
+from ..backbones.pending_weights import check_weights_loaded, defer_missing_checkpoint
 from ..backbones.towers import split_mha_qkv
 
 
@@ -42,6 +43,9 @@ class DeCLIPTextEncoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         import open_clip
         clip = build_clip_model(model_name, model_overrides, quick_gelu)
+        self._pending_checkpoint = None
+        if checkpoint and defer_missing_checkpoint(self, checkpoint):  # a full model checkpoint must fill it
+            checkpoint = None
         sd = load_clip_state_dict(checkpoint, clip)[0] if checkpoint else None
         clip.visual = None  # the image tower lives in DeCLIPViT
         if checkpoint:
@@ -67,6 +71,7 @@ class DeCLIPTextEncoder(BaseModule):
         self._cache = {}
 
     def init_weights(self):
+        check_weights_loaded(self)
         self._is_init = True  # weights come from `checkpoint`
 
     def train(self, mode: bool = True):
@@ -78,6 +83,7 @@ class DeCLIPTextEncoder(BaseModule):
 
     def encode_sentences(self, sentences: List[str]) -> torch.Tensor:
         """(N,) sentences -> (N, D) L2-normalised embeddings (differentiable if trainable)."""
+        check_weights_loaded(self)
         if not sentences:
             raise ValueError('encode_sentences got no sentences')
         device = next(self.parameters()).device

@@ -11,7 +11,7 @@ model = dict(
         out_types=('feats', 'dense'), dense_mode='csa', attn_scale='none', normalize_dense=True,
         trainable=['*attn.q_proj.weight', '*attn.v_proj.weight']),
     text_encoder=dict(
-        type='DeCLIPTextEncoder', model_name='EVA02-B-16', checkpoint=clip_checkpoint, frozen=False,
+        type='DeCLIPTextEncoder', model_name='EVA02-B-16', frozen=False,
         trainable=['*attn.in_proj_weight']),
     decode_head=dict(
         type='CATSegHead', text_dim=512, guidance_in_channels=768, feature_resolution=(24, 24),

@@ -11,7 +11,7 @@ model = dict(
         out_types=('feats', 'dense'), dense_mode='maskclip_cls', split_qkv=True,
         trainable=['*attn.q_proj_weight', '*attn.v_proj_weight']),
     text_encoder=dict(
-        type='DeCLIPTextEncoder', model_name='ViT-L-14-336', checkpoint=clip_checkpoint, frozen=False,
+        type='DeCLIPTextEncoder', model_name='ViT-L-14-336', frozen=False,
         split_qkv=True, trainable=['*attn.q_proj_weight', '*attn.v_proj_weight']),
     decode_head=dict(
         type='CATSegHead', text_dim=768, guidance_in_channels=1024, feature_resolution=(24, 24),
