@@ -4,7 +4,7 @@ Importing the package registers every module (``custom_imports=dict(imports=['de
 """
 from .utils import compat  # noqa: F401  (lvis / numpy-2 fix, before anything imports lvis)
 from . import registry  # noqa: F401,E402
-from . import datasets, engine, evaluation, models  # noqa: F401,E402
+from . import datasets, engine, evaluation, models, visualization  # noqa: F401,E402
 from .models.backbones import DeCLIPViT  # noqa: F401,E402
 from .models.text import CLIPTextEncoder  # noqa: F401,E402
 

@@ -1,0 +1,109 @@
+"""tools/infer.py (all three kinds) and tools/test.py's mmdet/mmseg flags (--show-dir, --out, --tta)."""
+import glob
+import json
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+
+from .conftest import CATSEG_CFG, DET_CFG, ZS_CFG, load_tool
+
+
+@pytest.fixture(scope='module')
+def infer_tool():
+    return load_tool('tools/infer.py')
+
+
+def test_infer_cli_det_matches_api(infer_tool, det_ckpt, photo_dir, tmp_path):
+    from declip_mm.apis import OVDetInferencer
+    out = str(tmp_path / 'det')
+    with pytest.warns(UserWarning, match='b_broken'):
+        infer_tool.main(['det', DET_CFG, det_ckpt, photo_dir, '--texts', 'cat, dog; puppy', '--out-dir', out,
+                         '--score-thr', '0.1', '--device', 'cpu', '--cache-dir', ''])
+    with open(osp.join(out, 'predictions.json')) as f:
+        js = json.load(f)
+    api = OVDetInferencer(DET_CFG, det_ckpt, device='cpu', cache_dir='', show_progress=False)
+    with pytest.warns(UserWarning):
+        ref = api(photo_dir, texts='cat, dog; puppy', pred_score_thr=0.1)
+    assert js['classes'] == ['cat', 'dog'] and [s['input'] for s in js['skipped']] == \
+        [osp.join(photo_dir, 'b_broken.jpg')]
+    for a, b in zip(js['predictions'], ref['predictions']):
+        assert a['labels'] == b['labels'] and np.allclose(a['bboxes'], b['bboxes'], atol=1e-4)
+    assert sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'vis', '*'))) == ['a.jpg', 'c.png']
+
+
+@pytest.mark.parametrize('kind', ['seg', 'zeroshot'])
+def test_infer_cli_seg_label_maps(infer_tool, catseg_ckpt, photo_dir, tmp_path, kind):
+    import mmcv
+    from declip_mm.apis import OVSegInferencer
+    cfg, ckpt = (CATSEG_CFG, [catseg_ckpt]) if kind == 'seg' else (ZS_CFG, [])
+    out = str(tmp_path / kind)
+    with pytest.warns(UserWarning, match='b_broken'):
+        infer_tool.main([kind, cfg] + ckpt + [photo_dir, '--texts', 'sky, person; man, wall', '--out-dir', out,
+                                              '--device', 'cpu', '--cache-dir', ''])
+    with open(osp.join(out, 'predictions.json')) as f:
+        js = json.load(f)
+    api = OVSegInferencer(cfg, ckpt[0] if ckpt else None, device='cpu', cache_dir='', show_progress=False)
+    with pytest.warns(UserWarning):
+        ref = api(photo_dir, texts='sky, person; man, wall')
+    assert js['classes'] == ['sky', 'person', 'wall'] and len(js['skipped']) == 1
+    for a, b in zip(js['predictions'], ref['predictions']):
+        lab = mmcv.imread(osp.join(out, a['label_map']), flag='unchanged')
+        assert lab.shape == b['sem_seg'].shape and lab.max() <= 2
+        if kind == 'seg':
+            assert np.array_equal(lab, b['sem_seg'])
+        assert a['present'].keys() == {js['classes'][i] for i in np.unique(lab)}
+    assert len(glob.glob(osp.join(out, 'vis', '*.png'))) == 2
+
+
+def test_infer_cli_errors(infer_tool, det_ckpt, catseg_ckpt, photo_dir, tmp_path):
+    with pytest.raises(SystemExit, match='empty vocabulary'):
+        infer_tool.main(['det', DET_CFG, det_ckpt, photo_dir, '--texts', ' , ', '--out-dir', str(tmp_path)])
+    with pytest.raises(SystemExit, match='does not fit'):
+        infer_tool.main(['det', DET_CFG, catseg_ckpt, photo_dir, '--texts', 'cat', '--out-dir', str(tmp_path),
+                         '--cache-dir', ''])
+    with pytest.raises(SystemExit, match='tools/infer.py seg'):
+        infer_tool.main(['det', CATSEG_CFG, catseg_ckpt, photo_dir, '--texts', 'cat', '--out-dir', str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------------ tools/test.py
+@pytest.fixture(scope='module')
+def det_data(tmp_path_factory):
+    from declip_mm.datasets.synthetic_det import make_synthetic_ov_det
+    root = str(tmp_path_factory.mktemp('det_data')) + '/'
+    make_synthetic_ov_det(root, 2, 3, 128, 0)
+    return root
+
+
+def test_test_tool_det_show_dir_and_out(det_data, det_ckpt, det_text_file, tmp_path):
+    tool = load_tool('tools/test.py')
+    r = det_data
+    show, pkl = str(tmp_path / 'show'), str(tmp_path / 'dets.pkl')
+    tool.main([DET_CFG, det_ckpt, '--work-dir', str(tmp_path / 'w'), '--show-dir', show, '--out', pkl,
+               '--cfg-options', f'test_dataloader.dataset.data_root={r}', f'test_evaluator.ann_file={r}annotations/val.json',
+               f'model.roi_head.bbox_head.text_embeddings={det_text_file}'])
+    with open(pkl, 'rb') as f:
+        dets = pickle.load(f)
+    assert len(dets) == 3 and all(len(d['pred_instances']['bboxes']) == len(d['pred_instances']['scores'])
+                                  for d in dets)  # mmdet's DumpDetResults layout
+    pics = glob.glob(osp.join(show, '*.png')) + glob.glob(osp.join(show, '*.jpg'))
+    assert len(pics) == 3
+    with pytest.raises(SystemExit, match='--tta'):
+        tool.main([DET_CFG, det_ckpt, '--tta', '--work-dir', str(tmp_path / 'w2')])
+
+
+def test_test_tool_seg_show_dir_and_out(catseg_ckpt, tmp_path):
+    import mmcv
+    tool = load_tool('tools/test.py')
+    root, show, out = str(tmp_path / 'seg_data'), str(tmp_path / 'show'), str(tmp_path / 'preds')
+    m = tool.main([CATSEG_CFG, catseg_ckpt, '--work-dir', str(tmp_path / 'w'), '--show-dir', show, '--out', out,
+                   '--cfg-options', f'test_dataloader.dataset.data_root={root}'])
+    assert 'mIoU' in m
+    maps = sorted(glob.glob(osp.join(out, '*.png')))
+    assert len(maps) == 4 and all(mmcv.imread(p, flag='unchanged').max() < 8 for p in maps)
+    pics = glob.glob(osp.join(show, '**', '*.png'), recursive=True)
+    assert len(pics) == 4
+    img = mmcv.imread(pics[0])
+    lab = mmcv.imread(maps[0], flag='unchanged')
+    assert img.shape[1] > 2 * lab.shape[1]  # ground truth | prediction, plus the legend panels
