@@ -109,7 +109,7 @@ def stage_infer(out_dir):
     import infer as infer_tool
     photo = sample_photo()
     runs = [('det', osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny_synthetic.py'),
-             _latest(osp.join(out_dir, 'det', 'epoch_*.pth')), ['--score-thr', '0.05']),
+             _latest(osp.join(out_dir, 'det', 'epoch_*.pth')), ['--score-thr', '0.3']),
             ('seg', osp.join(ROOT, 'configs', 'catseg', 'catseg_tiny_synthetic.py'),
              _latest(osp.join(out_dir, 'catseg', 'iter_*.pth')), []),
             ('zeroshot', osp.join(ROOT, 'configs', 'zeroshot_seg', 'zeroshot_tiny_synthetic.py'), None,
@@ -126,7 +126,7 @@ def stage_infer(out_dir):
         pred = out['predictions'][0]
         if kind == 'det':
             top = ', '.join(f'{n} {s:.2f}' for n, s in list(zip(pred['labels'], pred['scores']))[:3])
-            parts.append(f'det {len(pred["labels"])} boxes ({top or "none above 0.05"})')
+            parts.append(f'det {len(pred["labels"])} boxes ({top or "none above 0.3"})')
         else:
             top = sorted(pred['present'].items(), key=lambda kv: -kv[1])[:3]
             parts.append(f'{kind} ' + ', '.join(f'{n} {100 * f:.0f}%' for n, f in top))

@@ -107,3 +107,41 @@ def test_test_tool_seg_show_dir_and_out(catseg_ckpt, tmp_path):
     img = mmcv.imread(pics[0])
     lab = mmcv.imread(maps[0], flag='unchanged')
     assert img.shape[1] > 2 * lab.shape[1]  # ground truth | prediction, plus the legend panels
+
+
+def test_test_tool_show_flags_configure_the_hooks():
+    """--show / --wait-time / --show-dir end up where mmdet's and mmseg's test.py put them."""
+    import argparse
+    tool = load_tool('tools/test.py')
+    from mmengine.config import Config
+    det = Config.fromfile(DET_CFG)
+    tool.trigger_visualization_hook(det, argparse.Namespace(show=True, wait_time=0.5, show_dir='pics', config='c'),
+                                    'det')
+    v = det.default_hooks.visualization
+    assert (v.draw, v.show, v.wait_time, v.test_out_dir) == (True, True, 0.5, 'pics')
+    seg = Config.fromfile(CATSEG_CFG)
+    tool.trigger_visualization_hook(seg, argparse.Namespace(show=False, wait_time=2, show_dir='pics', config='c'),
+                                    'seg')
+    assert seg.default_hooks.visualization.draw and seg.visualizer.save_dir == 'pics'
+    assert seg.visualizer.type == 'OVSegLocalVisualizer'
+
+
+def test_dist_and_slurm_test_scripts_forward_arguments(tmp_path):
+    import os
+    import subprocess
+    from .conftest import REPO as repo
+    env = dict(os.environ, PYTHON='echo')
+    out = subprocess.run(['bash', osp.join(repo, 'tools', 'dist_test.sh'), 'cfg.py', 'ckpt.pth', '2', '--out', 'x.pkl'],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out[:3] == ['-m', 'torch.distributed.run', '--nnodes=1'] and '--nproc_per_node=2' in out
+    assert out[-7:] == [osp.join(repo, 'tools', 'test.py'), 'cfg.py', 'ckpt.pth', '--launcher', 'pytorch',
+                        '--out', 'x.pkl']
+    fake = tmp_path / 'srun'
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f'{tmp_path}:{os.environ["PATH"]}', GPUS='4')
+    out = subprocess.run(['bash', osp.join(repo, 'tools', 'slurm_test.sh'), 'part', 'job', 'cfg.py', 'ckpt.pth',
+                          '--show-dir', 'v'], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out[:4] == ['-p', 'part', '--job-name=job', '--gres=gpu:8'] and '--ntasks=4' in out
+    assert out[-6:] == [osp.join(repo, 'tools', 'test.py'), 'cfg.py', 'ckpt.pth', '--launcher=slurm', '--show-dir',
+                        'v']
