@@ -4,7 +4,6 @@ import os.path as osp
 import warnings
 from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.apis import DetInferencer

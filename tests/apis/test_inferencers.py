@@ -1,6 +1,5 @@
 """OVDetInferencer / OVSegInferencer: results checked against the models' own forward, built independently from
 the config with the vocabulary given to the constructor (not through the inferencer's vocabulary switch)."""
-import os
 import os.path as osp
 
 import numpy as np
