@@ -23,6 +23,7 @@ CKPT_EXT = ('.pth', '.pt', '.ckpt', '.bin')
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('kind', choices=list(KINDS), help='det: F-ViT; seg: CAT-Seg; zeroshot: training-free segmentor')
     p.add_argument('config')
@@ -43,13 +44,9 @@ def parse_args(argv=None):
                    '"" disables)')
     p.add_argument('--show', action='store_true', help='also show each picture in a window')
     p.add_argument('--wait-time', type=float, default=0)
-    p.add_argument('--cfg-options', nargs='+', default=None, help='override config settings, key=value pairs')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='override config settings, key=value pairs')
     args = p.parse_args(argv)
-    from mmengine.config import DictAction
-    if args.cfg_options:
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='o')(None, ns, args.cfg_options)
-        args.cfg_options = ns.o
     args.checkpoint = None
     if len(args.paths) > 1 and args.paths[0].endswith(CKPT_EXT) or \
             len(args.paths) == 1 and args.paths[0].endswith(CKPT_EXT):
