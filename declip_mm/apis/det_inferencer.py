@@ -36,7 +36,8 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         show_progress: progress bar over the images of a call.
 
     Call: ``inferencer(images, texts='cat, dog', base_texts=None, pred_score_thr=0.3, out_dir='', ...)`` ->
-    ``dict(predictions=[{input, labels (names), label_ids, scores, bboxes (x1, y1, x2, y2)}], skipped=[...],
+    ``dict(predictions=[{input, labels (names), label_ids, scores, bboxes (x1, y1, x2, y2) clipped to the image}],
+    skipped=[...],
     classes=[...])`` (+ ``datasamples``, the mmdet ``DetDataSample``s, with ``return_datasamples=True``).
     """
 
@@ -171,6 +172,17 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
 
         return self._run(inputs, texts, batch_size, out_dir, show, wait_time, return_datasamples, progress,
                          dict(pred_score_thr=pred_score_thr), to_dict, base_texts=base_texts)
+
+    def forward(self, inputs, **kwargs):
+        """``model.test_step``, boxes clipped to the original image (test pipelines that ``Pad`` let boxes reach
+        into the padding)."""
+        preds = super().forward(inputs, **kwargs)
+        for p in preds:
+            h, w = p.metainfo['ori_shape'][:2]
+            b = p.pred_instances.bboxes
+            b[:, 0::2] = b[:, 0::2].clamp(0, w)
+            b[:, 1::2] = b[:, 1::2].clamp(0, h)
+        return preds
 
     def _draw(self, inp, pred, name, show, wait_time, vis_dir, pred_score_thr=0.3):
         if self.visualizer is None:
