@@ -84,6 +84,16 @@ class OVInferencerMixin:
 
     task = ''
 
+    def _init_collate(self, cfg):
+        """``test_dataloader.collate_fn`` or mmengine's ``pseudo_collate`` (looked up in mmengine's registry: the
+        default lookup searches an mmdet / mmseg FUNCTIONS scope that does not exist and warns)."""
+        from mmengine.dataset import pseudo_collate
+        from mmengine.registry import FUNCTIONS
+        fn = (cfg.get('test_dataloader') or {}).get('collate_fn')
+        if fn is None:
+            return pseudo_collate
+        return FUNCTIONS.get(fn['type'] if isinstance(fn, dict) else fn)
+
     def _inputs_to_list(self, inputs) -> list:
         """A path, a folder (its image files, sorted), an array, or a list of those -> flat list."""
         items = inputs if isinstance(inputs, (list, tuple)) else [inputs]

@@ -93,12 +93,14 @@ def test_test_tool_det_show_dir_and_out(det_data, det_ckpt, det_text_file, tmp_p
         tool.main([DET_CFG, det_ckpt, '--tta', '--work-dir', str(tmp_path / 'w2')])
 
 
-def test_test_tool_seg_show_dir_and_out(catseg_ckpt, tmp_path):
+@pytest.mark.parametrize('kind', ['catseg', 'zeroshot'])
+def test_test_tool_seg_show_dir_and_out(catseg_ckpt, tmp_path, kind):
     import mmcv
     tool = load_tool('tools/test.py')
     root, show, out = str(tmp_path / 'seg_data'), str(tmp_path / 'show'), str(tmp_path / 'preds')
-    m = tool.main([CATSEG_CFG, catseg_ckpt, '--work-dir', str(tmp_path / 'w'), '--show-dir', show, '--out', out,
-                   '--cfg-options', f'test_dataloader.dataset.data_root={root}'])
+    cfg_ckpt = [CATSEG_CFG, catseg_ckpt] if kind == 'catseg' else [ZS_CFG]
+    m = tool.main(cfg_ckpt + ['--work-dir', str(tmp_path / 'w'), '--show-dir', show, '--out', out,
+                              '--cfg-options', f'test_dataloader.dataset.data_root={root}'])
     assert 'mIoU' in m
     maps = sorted(glob.glob(osp.join(out, '*.png')))
     assert len(maps) == 4 and all(mmcv.imread(p, flag='unchanged').max() < 8 for p in maps)
