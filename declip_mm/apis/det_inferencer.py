@@ -113,6 +113,7 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         # name, so that a Runner built later in the same process gets its own visualizer, not ours
         if 'visualizer' in cfg:
             cfg.visualizer.name = f'ov_det_inferencer_{id(self)}'
+            cfg.visualizer.vis_backends = None  # pictures are written to out_dir/vis directly
         return super(DetInferencer, self)._init_visualizer(cfg)
 
     # ----------------------------------------------------------------------------------------------- vocabulary

@@ -86,6 +86,7 @@ class OVSegInferencer(OVInferencerMixin, MMSegInferencer):
         elif cfg.visualizer.get('type') in ('SegLocalVisualizer', 'mmseg.SegLocalVisualizer'):
             cfg.visualizer.type = 'OVSegLocalVisualizer'
         cfg.visualizer.name = f'ov_seg_inferencer_{id(self)}'  # never the name a later Runner would reuse
+        cfg.visualizer.vis_backends = None  # pictures are written to out_dir/vis directly
         return super()._init_visualizer(cfg)
 
     # ----------------------------------------------------------------------------------------------- vocabulary
