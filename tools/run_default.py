@@ -120,9 +120,10 @@ def stage_infer(out_dir):
             print(f'no trained {kind} checkpoint (run the {kind if kind == "det" else "seg"} stage first): '
                   'random weights')
         work = osp.join(out_dir, 'infer', kind)
+        extra = extra if extra != ['--cfg-options'] else []  # no distilled backbone: nothing to override
         out = infer_tool.main([kind, cfg] + ([ckpt] if ckpt else []) + [photo, '--texts', INFER_TEXTS,
                               '--out-dir', work, '--device', 'cpu',
-                              '--cache-dir', osp.join(out_dir, 'infer', 'text_cache')] + (extra if extra != ['--cfg-options'] else []))
+                              '--cache-dir', osp.join(out_dir, 'infer', 'text_cache')] + extra)
         pred = out['predictions'][0]
         if kind == 'det':
             top = ', '.join(f'{n} {s:.2f}' for n, s in list(zip(pred['labels'], pred['scores']))[:3])

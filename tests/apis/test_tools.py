@@ -81,7 +81,8 @@ def test_test_tool_det_show_dir_and_out(det_data, det_ckpt, det_text_file, tmp_p
     r = det_data
     show, pkl = str(tmp_path / 'show'), str(tmp_path / 'dets.pkl')
     tool.main([DET_CFG, det_ckpt, '--work-dir', str(tmp_path / 'w'), '--show-dir', show, '--out', pkl,
-               '--cfg-options', f'test_dataloader.dataset.data_root={r}', f'test_evaluator.ann_file={r}annotations/val.json',
+               '--cfg-options', f'test_dataloader.dataset.data_root={r}',
+               f'test_evaluator.ann_file={r}annotations/val.json',
                f'model.roi_head.bbox_head.text_embeddings={det_text_file}'])
     with open(pkl, 'rb') as f:
         dets = pickle.load(f)
@@ -147,3 +148,15 @@ def test_dist_and_slurm_test_scripts_forward_arguments(tmp_path):
     assert out[:4] == ['-p', 'part', '--job-name=job', '--gres=gpu:8'] and '--ntasks=4' in out
     assert out[-6:] == [osp.join(repo, 'tools', 'test.py'), 'cfg.py', 'ckpt.pth', '--launcher=slurm', '--show-dir',
                         'v']
+
+
+def test_benchmark_infer_runs(tmp_path):
+    """tools/benchmark.py infer on 2 generated photo crops (plumbing only: no timing assertions)."""
+    bench = load_tool('tools/benchmark.py')
+    out = str(tmp_path / 'b.json')
+    res = bench.main(['infer', 'zeroshot', ZS_CFG, '--num-images', '2', '--texts', 'person, flag', '--device', 'cpu',
+                      '--json', out])
+    assert res['images'] == 2 and res['classes'] == 2
+    with open(out) as f:
+        assert json.load(f)['images'] == 2
+    assert {'text_first_s', 'text_cached_memory_s', 'text_cached_disk_s', 'forward_s', 'images_per_s'} <= set(res)
