@@ -29,13 +29,27 @@ def _split_class(item: str) -> List[str]:
     return [s.strip() for s in item.split(';') if s.strip()]
 
 
+def _shipped_list(name: str):
+    """Path of a class list shipped in ``declip_mm/data/seg_classes`` (``cls_voc21``, ``catseg_ade150``, ...)."""
+    from declip_mm.datasets.ov_segmentation import SEG_CLASSES_DIR
+    for ext in ('.txt', '.json'):
+        path = osp.join(SEG_CLASSES_DIR, name + ext)
+        if name.startswith(('cls_', 'catseg_')) and osp.isfile(path):
+            return path
+    return None
+
+
 def parse_vocabulary(texts: TextsType) -> Vocabulary:
     """``texts``: a list (an item is a name or a list of synonyms), a string ``"red umbrella, dachshund; sausage
     dog"`` (classes split by ``,``, synonyms by ``;``), or a file: ``.txt`` one class a line (synonyms split by
-    ``;`` as in ``declip_mm/data/seg_classes/cls_*.txt``) or ``.json`` list.  Empty or duplicated names raise."""
+    ``;`` as in ``declip_mm/data/seg_classes/cls_*.txt``) or ``.json`` list (an item ``"a, b"`` or ``["a", "b"]``
+    lists synonyms), or the name of a shipped list (``cls_voc21``, ``catseg_ade150``).  Empty or duplicated names
+    raise."""
     if texts is None:
         raise ValueError('empty vocabulary: give class names, e.g. texts="cat, dog" or a file with one class a line')
     if isinstance(texts, str):
+        if not osp.isfile(texts) and ',' not in texts:
+            texts = _shipped_list(texts) or texts
         if osp.isfile(texts):
             src = texts
             if texts.endswith('.json'):
@@ -43,7 +57,9 @@ def parse_vocabulary(texts: TextsType) -> Vocabulary:
                     items = json.load(f)
                 if not isinstance(items, list):
                     raise ValueError(f'{texts}: a vocabulary .json must hold a list of names')
-                sets = [[str(i).strip()] if isinstance(i, str) else [str(s).strip() for s in i] for i in items]
+                # CAT-Seg lists write synonyms as "a, b"
+                sets = [[x.strip() for x in i.split(', ') if x.strip()] if isinstance(i, str)
+                        else [str(x).strip() for x in i] for i in items]
             else:
                 with open(texts, encoding='utf-8') as f:
                     sets = [_split_class(ln) for ln in f if ln.strip()]

@@ -199,6 +199,13 @@ def test_vocabulary_parsing(tmp_path):
     f.write_text('sky\nwet road; street\n\n')
     assert parse_vocabulary(str(f)).synonyms == [['sky'], ['wet road', 'street']]
     assert parse_vocabulary(['a', ['b', 'c']]).names == ['a', 'b']
+    j = tmp_path / 'v.json'
+    j.write_text('["sky", "wall, brick wall", ["road", "street"]]')
+    assert parse_vocabulary(str(j)).synonyms == [['sky'], ['wall', 'brick wall'], ['road', 'street']]
+    voc = parse_vocabulary('cls_voc21')  # a shipped list by name: background synonyms on the first line
+    assert len(voc) == 21 and voc.synonyms[0][:2] == ['sky', 'wall'] and voc.names[1] == 'aeroplane'
+    assert len(parse_vocabulary('catseg_ade150')) == 150
+    assert parse_vocabulary('dog').synonyms == [['dog']]
     with pytest.raises(ValueError, match='duplicated'):
         parse_vocabulary('cat, dog, cat')
     e = tmp_path / 'e.txt'
