@@ -5,9 +5,10 @@
     python tools/infer.py zeroshot CONFIG IMAGES --texts classes.txt --out-dir out/
 
 IMAGES: an image, a folder or several of them.  --texts: comma-separated names (synonyms of one class split by
-";"), a .txt file (one class a line) / .json list, or a shipped list name (cls_voc21, catseg_ade150).  Writes one picture per image to OUT_DIR/vis/ (boxes with
-name + score; segmentation overlay with a legend of the names that occur), segmentation label maps to
-OUT_DIR/pred/<image>.png (pixel value = index into "classes"), and OUT_DIR/predictions.json.  Unreadable images are
+";"), a .txt file (one class a line) / .json list, or a shipped list name (cls_voc21, catseg_ade150).  Writes one
+picture per image to OUT_DIR/vis/ (boxes with name + score; segmentation overlay with a legend of the names that
+occur), segmentation label maps to OUT_DIR/pred/<image>.png (pixel value = index into "classes"), and
+OUT_DIR/predictions.json.  Unreadable images are
 skipped and listed ("skipped") and the run continues.  Text embeddings are cached on disk (--cache-dir).
 """
 import argparse
