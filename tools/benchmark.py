@@ -5,12 +5,13 @@
     python tools/benchmark.py distill CONFIG
     python tools/benchmark.py det CONFIG
     python tools/benchmark.py seg CONFIG
+    python tools/benchmark.py infer {det,seg,zeroshot} CONFIG [--images DIR | --num-images 20] [--texts ...]
 """
 import argparse
 import importlib
 import json
 
-COMMANDS = ('backbone', 'distill', 'det', 'seg')
+COMMANDS = ('backbone', 'distill', 'det', 'seg', 'infer')
 
 
 def main(argv=None):

@@ -33,6 +33,7 @@ def main(argv=None):
     p.add_argument('--templates', choices=['vild', 'imagenet', 'single'], default='vild')
     p.add_argument('--no-this-is', action='store_true', help='do not apply ViLD\'s "This is" prefix rule')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
     args = p.parse_args(argv)
 
@@ -54,8 +55,10 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     enc = CLIPTextEncoder(model_name=args.model, model_overrides=overrides, checkpoint=args.checkpoint)
     enc.to(args.device)
+    enc.show_progress = not args.no_progress  # tqdm bar over class batches (open_clip's zero-shot classifier)
     templates = dict(vild=VILD_TEMPLATES, imagenet=IMAGENET_TEMPLATES, single=(SINGLE_TEMPLATE, ))[args.templates]
-    emb = generate_text_embeddings(enc, names, templates, this_is=not args.no_this_is)
+    print(f'encoding {len(names) + 1} names x {len(templates)} templates on {args.device}', flush=True)
+    emb = generate_text_embeddings(enc, names, templates, this_is=not args.no_this_is, chunk=len(names) + 1)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save(dict(emb), args.out)
     print(f'wrote {args.out}: {len(emb)} embeddings ({len(names)} classes + background), dim {enc.embed_dim}')

@@ -7,6 +7,9 @@ Stages (all by default, in order; pick with --stages):
   det       F-ViT on the synthetic OV shapes set with the distilled backbone: train, then test (base/novel AP50)
   seg       CAT-Seg trained a few iterations and the training-free segmentor, both on the distilled backbone,
             on generated scenes: mIoU and overlay pictures
+  infer     open-vocabulary inference on a real photo (matplotlib's grace_hopper.jpg) with a free-text vocabulary
+            through tools/infer.py (det with the det stage's F-ViT, seg with its CAT-Seg, zeroshot): pictures,
+            predictions.json; with random tiny weights the labels are meaningless
 The det and seg stages use the distill stage's export when it exists (else the tiny random backbone).
 """
 import argparse
@@ -89,7 +92,51 @@ def stage_seg(out_dir):
     return summary + f'; training-free mIoU {m["mIoU"]:.2f} (overlays under {work})'
 
 
-STAGES = {'backbone': stage_backbone, 'distill': stage_distill, 'det': stage_det, 'seg': stage_seg}
+INFER_TEXTS = 'person, necktie, military uniform, flag, wall'
+
+
+def sample_photo():
+    import matplotlib
+    return osp.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')
+
+
+def _latest(pattern):
+    files = sorted(glob.glob(pattern), key=osp.getmtime)
+    return files[-1] if files else None
+
+
+def stage_infer(out_dir):
+    import infer as infer_tool
+    photo = sample_photo()
+    runs = [('det', osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py'),
+             _latest(osp.join(out_dir, 'det', 'epoch_*.pth')), ['--score-thr', '0.3']),
+            ('seg', osp.join(ROOT, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py'),
+             _latest(osp.join(out_dir, 'catseg', 'iter_*.pth')), []),
+            ('zeroshot', osp.join(ROOT, 'configs', 'zeroshot_seg', 'trainingfree_tiny-eva02_ov-scenes-synthetic.py'), None,
+             ['--cfg-options'] + _backbone_opt(out_dir))]
+    parts = []
+    for kind, cfg, ckpt, extra in runs:
+        if kind != 'zeroshot' and ckpt is None:
+            print(f'no trained {kind} checkpoint (run the {kind if kind == "det" else "seg"} stage first): '
+                  'random weights')
+        work = osp.join(out_dir, 'infer', kind)
+        extra = extra if extra != ['--cfg-options'] else []  # no distilled backbone: nothing to override
+        out = infer_tool.main([kind, cfg] + ([ckpt] if ckpt else []) + [photo, '--texts', INFER_TEXTS,
+                              '--out-dir', work, '--device', 'cpu',
+                              '--cache-dir', osp.join(out_dir, 'infer', 'text_cache')] + extra)
+        pred = out['predictions'][0]
+        if kind == 'det':
+            top = ', '.join(f'{n} {s:.2f}' for n, s in list(zip(pred['labels'], pred['scores']))[:3])
+            parts.append(f'det {len(pred["labels"])} boxes ({top or "none above 0.3"})')
+        else:
+            top = sorted(pred['present'].items(), key=lambda kv: -kv[1])[:3]
+            parts.append(f'{kind} ' + ', '.join(f'{n} {100 * f:.0f}%' for n, f in top))
+    return (f'{osp.basename(photo)} with "{INFER_TEXTS}": ' + '; '.join(parts) +
+            f' (random tiny weights: labels are meaningless); pictures under {osp.join(out_dir, "infer")}/*/vis')
+
+
+STAGES = {'backbone': stage_backbone, 'distill': stage_distill, 'det': stage_det, 'seg': stage_seg,
+          'infer': stage_infer}
 
 
 def main(argv=None):

@@ -3,6 +3,11 @@
 Registered as ``DeCLIPTextEncoder`` (mmseg already registers an unrelated ``CLIPTextEncoder`` for SAN); the Python
 name ``CLIPTextEncoder`` is kept as an alias.
 """
+import hashlib
+import json
+import os
+import os.path as osp
+import warnings
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
@@ -34,12 +39,13 @@ class DeCLIPTextEncoder(BaseModule):
             ``['*attn.in_proj_weight']``); ignored when ``frozen``.
         split_qkv: separate q/k/v weight parameters in every text block (for q/v-only rules).
         batch_size: sentences per text-tower call.
+        cache_dir: directory of the on-disk embedding cache (None: memory only); see :meth:`embed_classes`.
     """
 
     def __init__(self, model_name: str = 'EVA02-B-16', model_overrides: Optional[dict] = None,
                  checkpoint: Optional[str] = None, quick_gelu: Optional[bool] = None, frozen: bool = True,
                  trainable: Union[None, str, Sequence[str]] = None, split_qkv: bool = False, batch_size: int = 256,
-                 init_cfg: Optional[dict] = None):
+                 cache_dir: Optional[str] = None, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         import open_clip
         clip = build_clip_model(model_name, model_overrides, quick_gelu)
@@ -69,6 +75,9 @@ class DeCLIPTextEncoder(BaseModule):
         if frozen:
             self.eval()
         self._cache = {}
+        self._digest = (None, None)
+        self.cache_dir = cache_dir
+        self.show_progress = False  # tqdm bar over class batches (tools/gen_text_embeddings.py)
 
     def init_weights(self):
         check_weights_loaded(self)
@@ -80,6 +89,18 @@ class DeCLIPTextEncoder(BaseModule):
 
     def _weights_version(self):
         return tuple(p._version for p in self.parameters()) + (str(next(self.parameters()).device), )
+
+    def weights_digest(self) -> str:
+        """sha256 of the text tower's weights (names, shapes, dtypes, bytes); recomputed only after a weight change."""
+        version = self._weights_version()
+        if self._digest[0] != version:
+            h = hashlib.sha256(self.model_name.encode())
+            for k, v in self.state_dict().items():
+                v = v.detach().cpu().contiguous()
+                h.update(f'{k}|{tuple(v.shape)}|{v.dtype}'.encode())
+                h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._digest = (version, h.hexdigest())
+        return self._digest[1]
 
     def encode_sentences(self, sentences: List[str]) -> torch.Tensor:
         """(N,) sentences -> (N, D) L2-normalised embeddings (differentiable if trainable)."""
@@ -97,30 +118,72 @@ class DeCLIPTextEncoder(BaseModule):
                       formatter: Optional[Callable[[str, str], str]] = None) -> torch.Tensor:
         """(K,) names x (P,) templates -> (K, D): normalise each sentence, mean over templates, renormalise.
 
-        Cached per (names, templates, formatter, weight versions): a new class list or any in-place weight update
-        (an optimizer step) recomputes; while gradients are needed the cache is bypassed.
+        ``formatter(template, name) -> sentence`` (default ``template.format(name)``).  Cached on the formatted
+        sentences themselves (not on the formatter's identity) plus the weight versions, in memory (latest entry)
+        and, when ``cache_dir`` is set, on disk under sha256(weights digest, sentences); while gradients are needed
+        the caches are bypassed.
         """
         if not class_names:
             raise ValueError('embed_classes needs at least one class name')
         if not templates:
             raise ValueError('embed_classes needs at least one prompt template')
         formatter = formatter or _default_formatter
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        key = (tuple(class_names), tuple(templates), getattr(formatter, '__qualname__', id(formatter)),
-               self._weights_version())
-        if not needs_grad and key in self._cache:
-            return self._cache[key]
+        num_k, num_p = len(class_names), len(templates)
         sentences = [formatter(t, n) for n in class_names for t in templates]
-        emb = self.encode_sentences(sentences).reshape(len(class_names), len(templates), -1)
-        emb = F.normalize(emb.mean(dim=1), dim=-1)
-        if not needs_grad:
-            emb = emb.detach()
-            self._cache = {key: emb}  # keep only the latest entry
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if needs_grad:
+            # open_clip's build_zero_shot_classifier runs under no_grad; CAT-Seg fine-tunes the text tower
+            emb = self.encode_sentences(sentences).reshape(num_k, num_p, -1)
+            return F.normalize(emb.mean(dim=1), dim=-1)
+        key = (tuple(sentences), num_p, self._weights_version())
+        if key in self._cache:
+            return self._cache[key]
+        path = self._disk_path(sentences, num_p) if self.cache_dir else None
+        emb = self._disk_load(path, num_k) if path else None
+        if emb is None:
+            import open_clip
+            from functools import partial
+            device = next(self.parameters()).device
+            emb = open_clip.build_zero_shot_classifier(
+                self.clip, self.tokenizer, list(class_names), [partial(formatter, t) for t in templates],
+                num_classes_per_batch=max(1, self.batch_size // num_p), device=device,
+                use_tqdm=self.show_progress).t().contiguous()
+            if path:
+                self._disk_save(path, emb, class_names, sentences)
+        else:
+            emb = emb.to(next(self.parameters()).device)
+        emb = emb.detach()
+        self._cache = {key: emb}  # keep only the latest entry
         return emb
+
+    # -------------------------------------------------------------------------------------------- disk cache
+    def _disk_path(self, sentences: List[str], num_p: int) -> str:
+        h = hashlib.sha256(json.dumps(dict(weights=self.weights_digest(), templates_per_name=num_p,
+                                           sentences=list(sentences))).encode()).hexdigest()
+        return osp.join(osp.expanduser(self.cache_dir), f'{h}.pt')
+
+    @staticmethod
+    def _disk_load(path: str, num_k: int) -> Optional[torch.Tensor]:
+        if not osp.isfile(path):
+            return None
+        try:
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+            emb = obj['embeddings']
+        except Exception as e:  # a truncated / foreign file: recompute and overwrite
+            warnings.warn(f'text-embedding cache file {path} is unreadable ({e}); recomputing')
+            return None
+        return emb if emb.dim() == 2 and emb.shape[0] == num_k else None
+
+    @staticmethod
+    def _disk_save(path: str, emb: torch.Tensor, names, sentences) -> None:
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        tmp = f'{path}.{os.getpid()}.tmp'
+        torch.save(dict(embeddings=emb.detach().float().cpu(), names=[str(n) for n in names],
+                        sentences=list(sentences)), tmp)
+        os.replace(tmp, path)
 
     def forward(self, class_names: Sequence[str], templates: Sequence[str] = ('{}', )) -> torch.Tensor:
         return self.embed_classes(class_names, templates)
-
 
 
 CLIPTextEncoder = DeCLIPTextEncoder  # Python alias (not a registry name: mmseg owns that one)

@@ -1,0 +1,93 @@
+"""Shared pieces of the inference tests: tiny configs, a real photo, checkpoints of tiny random models."""
+import copy
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DET_CFG = osp.join(REPO, 'configs', 'fvit', 'fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
+CATSEG_CFG = osp.join(REPO, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py')
+ZS_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'trainingfree_tiny-eva02_ov-scenes-synthetic.py')
+DET_CLASSES = ['circle', 'square', 'triangle', 'cross', 'ring', 'diamond']
+DET_NOVEL = ['triangle', 'ring']
+
+
+def load_tool(rel_path: str):
+    path = osp.join(REPO, rel_path)
+    spec = importlib.util.spec_from_file_location('tool_' + osp.splitext(osp.basename(path))[0], path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def photo_path():
+    import matplotlib
+    return osp.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')
+
+
+@pytest.fixture(scope='session')
+def photo():
+    return photo_path()
+
+
+@pytest.fixture(scope='session')
+def photo_dir(tmp_path_factory):
+    """Two small real photos (crops of grace_hopper.jpg) and one broken .jpg."""
+    import mmcv
+    d = tmp_path_factory.mktemp('photos')
+    img = mmcv.imread(photo_path())
+    mmcv.imwrite(img[:300, :250], str(d / 'a.jpg'))
+    mmcv.imwrite(img[200:, 150:], str(d / 'c.png'))
+    (d / 'b_broken.jpg').write_bytes(b'not an image at all')
+    return str(d)
+
+
+def load_cfg(path, **opts):
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    if opts:
+        cfg.merge_from_dict(opts)
+    return cfg
+
+
+def build(cfg_model, scope):
+    import declip_mm  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from declip_mm.registry import DET_MODELS, SEG_MODELS
+    init_default_scope(scope)
+    reg = DET_MODELS if scope == 'mmdet' else SEG_MODELS
+    return reg.build(copy.deepcopy(cfg_model))
+
+
+@pytest.fixture(scope='session')
+def det_text_file(tmp_path_factory):
+    """The synthetic classes' embeddings from tools/gen_text_embeddings.py (tiny EVA text tower, seed 0)."""
+    out = str(tmp_path_factory.mktemp('det_text') / 'text_tiny_eva.pt')
+    load_tool('tools/gen_text_embeddings.py').main(['--classes', ','.join(DET_CLASSES), '--out', out, '--tiny', 'eva',
+                                                    '--seed', '0', '--device', 'cpu', '--no-progress'])
+    return out
+
+
+@pytest.fixture(scope='session')
+def det_ckpt(tmp_path_factory, det_text_file):
+    """A checkpoint of a randomly initialised tiny F-ViT (its heads perturbed so predictions are not degenerate)."""
+    torch.manual_seed(1)
+    cfg = load_cfg(DET_CFG)
+    cfg.model.roi_head.bbox_head.text_embeddings = det_text_file
+    model = build(cfg.model, 'mmdet')
+    model.init_weights()
+    path = str(tmp_path_factory.mktemp('det_ckpt') / 'fvit_tiny.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return path
+
+
+@pytest.fixture(scope='session')
+def catseg_ckpt(tmp_path_factory):
+    torch.manual_seed(2)
+    model = build(load_cfg(CATSEG_CFG).model, 'mmseg')
+    model.init_weights()
+    path = str(tmp_path_factory.mktemp('catseg_ckpt') / 'catseg_tiny.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
