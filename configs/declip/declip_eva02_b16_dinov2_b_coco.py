@@ -1,6 +1,7 @@
 # Official script setting (scripts/dist_DeCLIP_eva_vitb16_coco.sh): EVA02-CLIP-B/16 + DINOv2-B, det 560 / VFM 490,
 # qq, loss weights 1.0 / 0.1, lr 1e-5, wd 0.1, 6 epochs, 1000-iteration warmup + per-iteration cosine,
-# total batch 16 (4 GPUs x 4), fp16 AMP, alpha 0.7 at save.
+# total batch 16 (4 GPUs x 4), fp16 AMP, alpha 0.7 at save. Here: bf16 autocast (fp16 + loss scaling on GPUs without
+# bf16, see declip_mm/engine/amp.py); the official fp16: --cfg-options optim_wrapper.dtype=float16.
 _base_ = ['./_base_/declip_runtime.py']
 
 data_root = 'data/coco/'
@@ -46,7 +47,7 @@ val_dataloader = None
 val_evaluator = None
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic',
+    type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic',
     constructor='DeCLIPOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-5, weight_decay=0.1, betas='auto', eps='auto'))
 param_scheduler = [

@@ -9,6 +9,7 @@ test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) 
 import time
 
 from .common import add_config_arguments, load_config, peak_mb
+from .flops import add_peak_argument, count_flops, device_name, format_flops, mfu, peak_tflops
 
 
 def add_arguments(parser):
@@ -19,8 +20,10 @@ def add_arguments(parser):
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--source', choices=['synthetic', 'dataset'], default='synthetic')
     parser.add_argument('--size', type=int, default=None, help='synthetic image side (default: config test size)')
-    parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
+    parser.add_argument('--amp', action='store_true', help='autocast (CUDA) in --amp-dtype')
+    parser.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'])
     parser.add_argument('--device', default=None, help='default: cuda if available else cpu')
+    add_peak_argument(parser)
 
 
 def _test_size(cfg):
@@ -76,14 +79,22 @@ def run(args) -> dict:
         batches = _synthetic_batches(size, args.batch, total)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-    amp = torch.autocast('cuda', dtype=torch.float16) if (args.amp and device.startswith('cuda')) else None
-    n_img, t0 = 0, None
+    amp = (torch.autocast('cuda', dtype=getattr(torch, args.amp_dtype))
+           if (args.amp and device.startswith('cuda')) else None)
+    n_img, t0, flops_img = 0, None, None
     with torch.no_grad():
         for i in range(total):
             try:
                 data = next(batches)
             except StopIteration:
                 break
+            if i == args.warmup and not args.no_flops:  # one untimed FlopCounterMode pass
+                if amp is not None:
+                    with amp:
+                        _, f = count_flops(model.test_step, data)
+                else:
+                    _, f = count_flops(model.test_step, data)
+                flops_img = f / len(data['inputs'])
             if i == args.warmup:
                 if device.startswith('cuda'):
                     torch.cuda.synchronize()
@@ -99,10 +110,15 @@ def run(args) -> dict:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0 if t0 is not None else float('nan')
     peak = peak_mb(device)
+    ips = n_img / elapsed if n_img else 0.0
+    peak_tf = peak_tflops(device_name(device), args.peak_tflops)
     result = dict(config=args.config, device=device if not device.startswith('cuda') else torch.cuda.get_device_name(),
                   source=args.source, image_size=list(size), batch=args.batch, amp=bool(amp), images=n_img,
                   seconds=round(elapsed, 3), images_per_s=round(n_img / elapsed, 3) if n_img else 0.0,
                   peak_memory_mb=round(peak, 1), peak_memory_kind='cuda_max_allocated' if device.startswith('cuda')
-                  else 'process_peak_rss')
+                  else 'process_peak_rss', amp_dtype=args.amp_dtype if amp is not None else 'float32',
+                  flops_per_image=flops_img, peak_tflops=peak_tf, mfu=mfu(flops_img, ips, peak_tf))
     print(result)
+    print(f'FLOPs per image {format_flops(flops_img)}; MFU '
+          + (f"{100 * result['mfu']:.1f} %" if result['mfu'] is not None else 'n/a (--peak-tflops)'))
     return result
