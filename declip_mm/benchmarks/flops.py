@@ -52,10 +52,26 @@ def peak_tflops(device_name: str, override: Optional[float] = None) -> Optional[
     return None
 
 
+def _cpu_sdpa_formulas() -> dict:
+    """FLOP formulas for the CPU fused-attention kernels, which FlopCounterMode does not know (it would count the
+    attention of every CPU benchmark as 0): the same counts as its CUDA flash / efficient kernels."""
+    from torch.utils import flop_counter as fc
+    aten = torch.ops.aten
+
+    def fwd(q, k, v, *args, out_shape=None, **kwargs):
+        return fc.sdpa_flop_count(q, k, v)
+
+    def bwd(grad_out, q, k, v, *args, out_shape=None, **kwargs):
+        return fc.sdpa_backward_flop_count(grad_out, q, k, v)
+
+    return {aten._scaled_dot_product_flash_attention_for_cpu: fwd,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: bwd}
+
+
 def count_flops(fn: Callable, *args, **kwargs) -> Tuple[object, int]:
     """Run ``fn(*args, **kwargs)`` under ``FlopCounterMode``; returns (its result, FLOPs counted)."""
     from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formulas()) as counter:
         out = fn(*args, **kwargs)
     return out, int(counter.get_total_flops())
 

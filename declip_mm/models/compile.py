@@ -1,6 +1,6 @@
 """Optional ``torch.compile`` of transformer towers and heads ("regional" compilation).
 
-A ViT is compiled block by block: every block of a ``blocks`` / ``resblocks`` ``nn.ModuleList`` gets
+A ViT is compiled block by block: every block of a ``blocks`` / ``resblocks`` ModuleList / Sequential gets
 ``nn.Module.compile`` (in place; parameters and state-dict keys are unchanged), so the identical blocks share one
 compiled graph, compilation is quick and code that calls a block's parts directly (DeCLIP's decoupled last block)
 keeps working eagerly. A module without such a list (a decode head, an RoI head) is compiled whole.
@@ -25,7 +25,7 @@ def compile_module(module: nn.Module, compile_cfg: Optional[dict] = None) -> int
     """
     kw = dict(compile_cfg or {})
     blocks = [m for name, m in module.named_modules()
-              if isinstance(m, nn.ModuleList) and name.rsplit('.', 1)[-1] in BLOCK_LISTS]
+              if isinstance(m, (nn.ModuleList, nn.Sequential)) and name.rsplit('.', 1)[-1] in BLOCK_LISTS]
     targets = [b for lst in blocks for b in lst] if blocks else [module]
     n = 0
     for m in targets:

@@ -66,8 +66,12 @@ def test_teachers_bf16_and_inference_mode(distiller_and_inputs):
             seen[name] = (torch.is_inference_mode_enabled(), None if x is None else x.dtype)
         return fn
 
-    hooks = [model.vfm.register_forward_hook(hook('vfm')),
-             model.teacher._tower.blocks[0].register_forward_hook(hook('teacher'))]
+    def first_linear(blk):
+        return next(m for m in blk.modules() if isinstance(m, torch.nn.Linear))
+
+    # a linear layer inside the first block of each teacher: runs in bf16 (norms and the output stay fp32)
+    hooks = [first_linear(model.vfm.model.blocks[0]).register_forward_hook(hook('vfm')),
+             first_linear(model.teacher._tower.blocks[0]).register_forward_hook(hook('teacher'))]
     crops = inp['crops'][inp['boxes'][..., 4] > 0]
     try:
         with torch.autocast('cpu', dtype=torch.bfloat16):
