@@ -34,6 +34,7 @@ def add_arguments(parser):
     parser.add_argument('--random-weights', action='store_true', help='ignore checkpoint files in the config')
     parser.add_argument('--compile', action='store_true', help='torch.compile student and teachers (model.compile)')
     add_peak_argument(parser)
+    parser.add_argument('--flops-only', action='store_true', help='one FLOP-counting step, no timing')
 
 
 def _sync(device):
@@ -170,10 +171,17 @@ def run(args) -> dict:
 
     for _ in range(args.warmup):
         step(False)
-    if not args.no_flops:
+    if not args.no_flops or args.flops_only:
         counting = True
         step(False)
         counting = False
+    if args.flops_only:
+        per_img = {k: v / batch for k, v in flops.items()}
+        print('FLOPs per image (FlopCounterMode): ' + ', '.join(f'{k} {format_flops(v)}' for k, v in per_img.items())
+              + f'; total {format_flops(sum(per_img.values()))}')
+        return dict(config=args.config, batch=batch, student_size=int(data['inputs']['student'].shape[-1]),
+                    crops_per_batch=int(data['inputs']['boxes'][..., 4].sum()), flops_per_image=per_img,
+                    total_flops_per_image=sum(per_img.values()))
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     _sync(device)
