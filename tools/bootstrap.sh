@@ -6,7 +6,7 @@
 # mmcv's CUDA ops are built when torch sees a GPU, or when DECLIP_CUDA_OPS=1 (DECLIP_CUDA_OPS=0: never). nvcc
 # comes from the system (CUDA_HOME, /usr/local/cuda, PATH) or, when none matches torch's CUDA 13, from PyPI's
 # nvidia-cuda-nvcc/-crt/-cccl/nvidia-nvvm wheels (tools/cuda_toolkit.sh); TORCH_CUDA_ARCH_LIST is honoured.
-# A CUDA build of mmcv takes ~30 min of 2 CPU cores for one architecture (the CPU-only build ~15-20 min).
+# A CUDA build of mmcv takes about 50 min on 2 CPU cores for one architecture (~7 min on 16), the CPU-only one 15-20.
 # Idempotent: a stamp of the requirement files short-circuits a second run (~1 s).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,13 +54,13 @@ if ! "$VENV/bin/python" -c "$mmcv_ok" 2>/dev/null; then
     cuda_pip=(--no-cache-dir)  # never reuse a cached CPU-only mmcv wheel (nor an installed one:)
     "$VENV/bin/python" -m pip uninstall -y -q mmcv >/dev/null 2>&1 || true
     log "building mmcv CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc:"
-    log "~30 min of 2 CPU cores per architecture (not hung); ~5 min on a 16-core GPU host."
+    log "about 50 min on 2 CPU cores per architecture (not hung), ~7 min with 16 cores (MAX_JOBS)."
   else
     log "building mmcv 2.1.0 with ops from source: the FIRST run takes ~15-20 min on 2 cores (not hung);"
     log "pip caches the wheel, later installs take seconds."
   fi
   log "Build log: $VENV/mmcv-build.log"
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-build-isolation -v "${cuda_pip[@]}" \
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-build-isolation -v ${cuda_pip[@]+"${cuda_pip[@]}"} \
       mmcv==2.1.0 >"$VENV/mmcv-build.log" 2>&1; then
     tail -40 "$VENV/mmcv-build.log" >&2; log "mmcv build failed (log above: $VENV/mmcv-build.log)"; exit 1
   fi
