@@ -50,8 +50,8 @@ distill_largest() {  # name, config, size args...: the largest batch of BATCHES 
 
 distill_largest distill_560 configs/declip/declip_eva02_b16_dinov2_b_coco.py
 distill_largest distill_1024 configs/declip/declip_eva02_b16_dinov2_b_coco_paper.py --image-size 768 1024
-run fvit_640_b1 det configs/fvit/fvit-declip_eva02-b16_ov-coco_640.py --amp --batch 1 --num-images 100
-run fvit_640_b8 det configs/fvit/fvit-declip_eva02-b16_ov-coco_640.py --amp --batch 8 --num-images 200
+run fvit_640_b1 det configs/fvit/fvit-declip_eva02-b16_ov-coco_640.py --random-weights --amp --batch 1 --num-images 100
+run fvit_640_b8 det configs/fvit/fvit-declip_eva02-b16_ov-coco_640.py --random-weights --amp --batch 8 --num-images 200
 run catseg_ade150 seg configs/catseg/catseg_vitb16_declip_ade150.py --random-weights --amp --size 640 853 --iters 30
 run zeroshot_ade150 seg configs/zeroshot_seg/declip_eva02_b16_ade150.py --random-weights --amp --size 640 853 --iters 30
 run pipeline pipeline configs/declip/declip_eva02_b16_dinov2_b_coco.py --num-images 96 --workers 0 4 8 \

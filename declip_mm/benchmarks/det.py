@@ -15,6 +15,9 @@ from .flops import add_peak_argument, count_flops, device_name, format_flops, mf
 def add_arguments(parser):
     add_config_arguments(parser)
     parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--random-weights', action='store_true',
+                        help='drop the checkpoint files of the config; random text embeddings when their file is '
+                             'missing (speed and FLOPs are unchanged)')
     parser.add_argument('--num-images', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5, help='warm-up batches (not timed)')
     parser.add_argument('--batch', type=int, default=1)
@@ -53,6 +56,21 @@ def _synthetic_batches(size, batch, n, seed=0):
         yield dict(inputs=inputs, data_samples=samples)
 
 
+def _random_weights(cfg) -> None:
+    import os.path as osp
+
+    import torch
+    import torch.nn.functional as F
+
+    from .seg import _drop_ckpts
+    _drop_ckpts(cfg.model)
+    bh = cfg.model.get('roi_head', {}).get('bbox_head', {})
+    if isinstance(bh.get('text_embeddings'), str) and not osp.isfile(bh['text_embeddings']):
+        g = torch.Generator().manual_seed(0)
+        bh['text_embeddings'] = F.normalize(torch.randn(bh['num_classes'] + 1, bh['fc_out_channels'], generator=g),
+                                            dim=-1)
+
+
 def run(args) -> dict:
     import torch
     from mmengine.registry import init_default_scope
@@ -64,6 +82,8 @@ def run(args) -> dict:
     cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.random_weights:
+        _random_weights(cfg)
     model = MODELS.build(cfg.model)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu')

@@ -77,3 +77,13 @@ def test_pipeline_benchmark(tmp_path):
     assert res['sample_shapes']['crops'] == [20, 3, 48, 48]  # max_crops slots of crop_size
     assert res['per_worker_images_per_s'] > 0
     assert res['workers_needed'] == -(-1000 // res['per_worker_images_per_s'])
+
+
+def test_det_benchmark_random_weights_reports_flops():
+    """--random-weights: no checkpoint and no text-embedding file needed (the tiny config's file does not exist)."""
+    cfg = osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny_synthetic.py')
+    res = _benchmark(['det', cfg, '--random-weights', '--num-images', '1', '--warmup', '1', '--device', 'cpu',
+                      '--peak-tflops', '1.0'])
+    assert res['flops_per_image'] > 0
+    # images_per_s is reported rounded to 3 decimals
+    assert res['mfu'] == pytest.approx(res['flops_per_image'] * res['images_per_s'] / 1e12, rel=1e-2)
