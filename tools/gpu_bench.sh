@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU table of docs/benchmarks.md: one script, bf16, random weights (no checkpoints or datasets needed).
 #
-#   bash tools/gpu_bench.sh [OUT_DIR]        # default work_dirs/gpu_bench/<date>; ~10 min on an H100
+#   bash tools/gpu_bench.sh [OUT_DIR]        # default work_dirs/gpu_bench/<date>; ~15 min on an H100
 #
 # Measures, each with images/s (or s/image), peak memory, FLOPs per image and MFU (tools/benchmark.py):
 #   1. DeCLIP distillation step, EVA02-B/16 + DINOv2-B, official 560/490 and paper 1024/896, the largest batch of
