@@ -9,8 +9,14 @@ _CACHE = {}
 def build_tiny_distiller(dense_mode='qq', **kw):
     """A tiny EVA student / teacher + tiny DINOv2-S VFM distiller (seed 0); the random student is built once."""
     import declip_mm  # noqa: F401
+    from mmengine.registry import DefaultScope
     from declip_mm.models.backbones import tiny_clip_overrides
     from declip_mm.registry import MODELS
+    with DefaultScope.overwrite_default_scope('declip_mm'):  # whatever scope an earlier test left current
+        return _build(MODELS, tiny_clip_overrides, dense_mode, kw)
+
+
+def _build(MODELS, tiny_clip_overrides, dense_mode, kw):
     if 'student' not in _CACHE:
         torch.manual_seed(0)
         _CACHE['student'] = MODELS.build(dict(type='DeCLIPViT', model_name='EVA02-B-16',
