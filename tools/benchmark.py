@@ -6,12 +6,14 @@
     python tools/benchmark.py det CONFIG
     python tools/benchmark.py seg CONFIG
     python tools/benchmark.py infer {det,seg,zeroshot} CONFIG [--images DIR | --num-images 20] [--texts ...]
+    python tools/benchmark.py pipeline CONFIG      # distillation data pipeline alone, images/s per worker
+All report images/s and peak memory; distill / det / seg also FLOPs per image and MFU (--peak-tflops).
 """
 import argparse
 import importlib
 import json
 
-COMMANDS = ('backbone', 'distill', 'det', 'seg', 'infer')
+COMMANDS = ('backbone', 'distill', 'det', 'seg', 'infer', 'pipeline')
 
 
 def main(argv=None):

@@ -20,7 +20,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Train a model')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='the dir to save logs and models')
-    p.add_argument('--amp', action='store_true', help='enable automatic-mixed-precision training')
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision: bf16 autocast where the GPU supports it, else fp16 with loss scaling')
     p.add_argument('--auto-scale-lr', action='store_true', help='enable automatically scaling LR')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from the given checkpoint, or from the latest one in work_dir if no path is given')
@@ -43,14 +44,9 @@ def build_cfg(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        opt = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if opt == 'AmpOptimWrapper':
-            print('AMP training is already enabled in your config.')
-        else:
-            assert opt == 'OptimWrapper', f'`--amp` is only supported with OptimWrapper, got {opt}'
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if 'optim_wrapper' in cfg:  # --amp: bf16 where the GPU has it, else fp16 + loss scaling (declip_mm.engine.amp)
+        from declip_mm.engine.amp import resolve_amp
+        resolve_amp(cfg, force=args.amp)
     if args.auto_scale_lr:
         if 'auto_scale_lr' in cfg and 'base_batch_size' in cfg.auto_scale_lr:
             cfg.auto_scale_lr.enable = True

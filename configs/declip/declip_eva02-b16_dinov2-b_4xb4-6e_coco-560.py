@@ -1,6 +1,7 @@
 # Official script setting (scripts/dist_DeCLIP_eva_vitb16_coco.sh): EVA02-CLIP-B/16 + DINOv2-B, det 560 / VFM 490,
 # qq, loss weights 1.0 / 0.1, lr 1e-5, wd 0.1, 6 epochs, 1000-iteration warmup + per-iteration cosine,
-# total batch 16 (4 GPUs x 4), fp16 AMP, alpha 0.7 at save.
+# total batch 16 (4 GPUs x 4), fp16 AMP, alpha 0.7 at save. Here: bf16 autocast (fp16 + loss scaling on GPUs without
+# bf16, see declip_mm/engine/amp.py); the official fp16: --cfg-options optim_wrapper.dtype=float16.
 _base_ = ['./_base_/declip_runtime.py', './_base_/declip_schedule.py']  # 6 epochs, warmup 1000
 
 data_root = 'data/coco/'
@@ -11,7 +12,10 @@ student_patch = 16
 crop_size = 224
 max_crops = 20
 batch_size = 4  # per GPU; 4 GPUs -> 16
-num_workers = 4
+# Data workers per GPU: one worker letterboxes + crops ~48 images/s at 560 (tools/benchmark.py pipeline, 1 busy
+# CPU core); a step at 40 % MFU on an H100 is ~230 images/s (1.69 TFLOP/image), so 8 workers with pinned memory
+# (the official 4 feed ~190 images/s). See docs/benchmarks.md.
+num_workers = 8
 
 model = dict(
     type='DeCLIPDistiller',
@@ -33,6 +37,7 @@ train_dataloader = dict(
     batch_size=batch_size,
     num_workers=num_workers,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DistillSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='DistillImageDataset', data_root=data_root,
@@ -43,4 +48,4 @@ val_cfg = None
 val_dataloader = None
 val_evaluator = None
 
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')  # + _base_: AdamW lr 1e-5, wd 0.1
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic')  # + _base_: AdamW lr 1e-5, wd 0.1

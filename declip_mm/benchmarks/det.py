@@ -9,18 +9,24 @@ test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) 
 import time
 
 from .common import add_config_arguments, load_config, peak_mb
+from .flops import add_peak_argument, count_flops, device_name, format_flops, mfu, peak_tflops
 
 
 def add_arguments(parser):
     add_config_arguments(parser)
     parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--random-weights', action='store_true',
+                        help='drop the checkpoint files of the config; random text embeddings when their file is '
+                             'missing (speed and FLOPs are unchanged)')
     parser.add_argument('--num-images', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5, help='warm-up batches (not timed)')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--source', choices=['synthetic', 'dataset'], default='synthetic')
     parser.add_argument('--size', type=int, default=None, help='synthetic image side (default: config test size)')
-    parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
+    parser.add_argument('--amp', action='store_true', help='autocast (CUDA) in --amp-dtype')
+    parser.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'])
     parser.add_argument('--device', default=None, help='default: cuda if available else cpu')
+    add_peak_argument(parser)
 
 
 def _test_size(cfg):
@@ -50,6 +56,21 @@ def _synthetic_batches(size, batch, n, seed=0):
         yield dict(inputs=inputs, data_samples=samples)
 
 
+def _random_weights(cfg) -> None:
+    import os.path as osp
+
+    import torch
+    import torch.nn.functional as F
+
+    from .seg import _drop_ckpts
+    _drop_ckpts(cfg.model)
+    bh = cfg.model.get('roi_head', {}).get('bbox_head', {})
+    if isinstance(bh.get('text_embeddings'), str) and not osp.isfile(bh['text_embeddings']):
+        g = torch.Generator().manual_seed(0)
+        bh['text_embeddings'] = F.normalize(torch.randn(bh['num_classes'] + 1, bh['fc_out_channels'], generator=g),
+                                            dim=-1)
+
+
 def run(args) -> dict:
     import torch
     from mmengine.registry import init_default_scope
@@ -61,6 +82,8 @@ def run(args) -> dict:
     cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.random_weights:
+        _random_weights(cfg)
     model = MODELS.build(cfg.model)
     if args.checkpoint:
         from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
@@ -78,14 +101,22 @@ def run(args) -> dict:
         batches = _synthetic_batches(size, args.batch, total)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-    amp = torch.autocast('cuda', dtype=torch.float16) if (args.amp and device.startswith('cuda')) else None
-    n_img, t0 = 0, None
+    amp = (torch.autocast('cuda', dtype=getattr(torch, args.amp_dtype))
+           if (args.amp and device.startswith('cuda')) else None)
+    n_img, t0, flops_img = 0, None, None
     with torch.no_grad():
         for i in range(total):
             try:
                 data = next(batches)
             except StopIteration:
                 break
+            if i == args.warmup and not args.no_flops:  # one untimed FlopCounterMode pass
+                if amp is not None:
+                    with amp:
+                        _, f = count_flops(model.test_step, data)
+                else:
+                    _, f = count_flops(model.test_step, data)
+                flops_img = f / len(data['inputs'])
             if i == args.warmup:
                 if device.startswith('cuda'):
                     torch.cuda.synchronize()
@@ -101,10 +132,15 @@ def run(args) -> dict:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0 if t0 is not None else float('nan')
     peak = peak_mb(device)
+    ips = n_img / elapsed if n_img else 0.0
+    peak_tf = peak_tflops(device_name(device), args.peak_tflops)
     result = dict(config=args.config, device=device if not device.startswith('cuda') else torch.cuda.get_device_name(),
                   source=args.source, image_size=list(size), batch=args.batch, amp=bool(amp), images=n_img,
                   seconds=round(elapsed, 3), images_per_s=round(n_img / elapsed, 3) if n_img else 0.0,
                   peak_memory_mb=round(peak, 1), peak_memory_kind='cuda_max_allocated' if device.startswith('cuda')
-                  else 'process_peak_rss')
+                  else 'process_peak_rss', amp_dtype=args.amp_dtype if amp is not None else 'float32',
+                  flops_per_image=flops_img, peak_tflops=peak_tf, mfu=mfu(flops_img, ips, peak_tf))
     print(result)
+    print(f'FLOPs per image {format_flops(flops_img)}; MFU '
+          + (f"{100 * result['mfu']:.1f} %" if result['mfu'] is not None else 'n/a (--peak-tflops)'))
     return result

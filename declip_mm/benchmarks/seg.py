@@ -14,6 +14,7 @@ import time
 import torch
 
 from .common import add_config_arguments, load_config, peak_mb
+from .flops import add_peak_argument, count_flops, device_name, format_flops, mfu, peak_tflops
 
 
 def add_arguments(parser):
@@ -26,7 +27,9 @@ def add_arguments(parser):
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--amp', action='store_true', help='fp16 autocast (CUDA)')
+    parser.add_argument('--amp', action='store_true', help='autocast (CUDA) in --amp-dtype')
+    parser.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'])
+    add_peak_argument(parser)
 
 
 def _drop_ckpts(d):
@@ -75,13 +78,17 @@ def run(args) -> dict:
 
     def step():
         data = model.data_preprocessor(batch(), False)
-        with torch.no_grad(), torch.autocast(device.type, enabled=args.amp and device.type == 'cuda'):
+        with torch.no_grad(), torch.autocast(device.type, dtype=getattr(torch, args.amp_dtype),
+                                             enabled=args.amp and device.type == 'cuda'):
             model.predict(data['inputs'], data['data_samples'])
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
     for _ in range(args.warmup):
         step()
+    flops_img = None
+    if not args.no_flops:  # one untimed FlopCounterMode pass (sliding windows, global view and head included)
+        flops_img = count_flops(step)[1] / args.batch
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -97,5 +104,10 @@ def run(args) -> dict:
         res['peak_gpu_mem_mib'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
         res['gpu'] = torch.cuda.get_device_name()
     res['peak_rss_mib'] = round(peak_mb('cpu'), 1)
+    peak_tf = peak_tflops(device_name(device), args.peak_tflops)
+    res.update(amp_dtype=args.amp_dtype if (args.amp and device.type == 'cuda') else 'float32',
+               flops_per_image=flops_img, peak_tflops=peak_tf, mfu=mfu(flops_img, n / dt, peak_tf))
     print(res)
+    print(f'FLOPs per image {format_flops(flops_img)}; MFU '
+          + (f"{100 * res['mfu']:.1f} %" if res['mfu'] is not None else 'n/a (--peak-tflops)'))
     return res

@@ -5,6 +5,7 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='AmpOptimWrapper',
+    dtype='bfloat16',  # F-ViT: fp16 (static scale 512); fp16 + dynamic scaling on GPUs without bf16
     loss_scale=512.0,
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     clip_grad=dict(max_norm=1.0, norm_type=2))

@@ -108,7 +108,12 @@ class _Mlp(nn.Module):
 
 
 class GuidedWindowAttention(nn.Module):
-    """Window MHSA; Q/K from [x || guidance], V from x; scale head_dim^-0.5; no relative-position bias."""
+    """Window MHSA; Q/K from [x || guidance], V from x; scale head_dim^-0.5; no relative-position bias.
+
+    Runs on fused SDPA: the (windows x heads x N x N) attention matrix is never materialised. The shifted block's
+    additive 0/-100 mask is laid out (1, nW*h, N, N) with the windows folded into the head axis, so it broadcasts
+    over the images and classes (the same math as ``softmax(q k^T * scale + mask) v``).
+    """
 
     def __init__(self, dim: int, guidance_dim: int, num_heads: int):
         super().__init__()
@@ -119,20 +124,28 @@ class GuidedWindowAttention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
 
+    def sdpa_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(nW, N, N) additive mask -> (1, nW*h, N, N), the layout ``forward`` expects."""
+        nw, n = mask.shape[0], mask.shape[-1]
+        return mask[:, None].expand(nw, self.num_heads, n, n).reshape(1, nw * self.num_heads, n, n)
+
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (nW*B, N, dim+guidance_dim); mask: (nW, N, N) of 0/-100."""
+        """x: (nW*B, N, dim+guidance_dim); mask: (nW, N, N) of 0/-100, or already (1, nW*h, N, N)."""
         Bn, N, _ = x.shape
         h = self.num_heads
-        q = self.q(x).reshape(Bn, N, h, -1).transpose(1, 2) * self.scale
+        q = self.q(x).reshape(Bn, N, h, -1).transpose(1, 2)
         k = self.k(x).reshape(Bn, N, h, -1).transpose(1, 2)
         v = self.v(x[..., :self.dim]).reshape(Bn, N, h, -1).transpose(1, 2)
-        attn = q @ k.transpose(-2, -1)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(Bn // nw, nw, h, N, N) + mask[None, :, None]
-            attn = attn.view(Bn, h, N, N)
-        attn = attn.softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(Bn, N, -1)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            if mask.dim() == 3:
+                mask = self.sdpa_mask(mask)
+            nwh = mask.shape[1]
+            fold = (Bn * h // nwh, nwh, N, -1)  # (B, nW*h, N, d): windows are batch-minor in x
+            out = F.scaled_dot_product_attention(q.reshape(fold), k.reshape(fold), v.reshape(fold),
+                                                 attn_mask=mask.to(q.dtype), scale=self.scale)
+        out = out.reshape(Bn, h, N, -1).transpose(1, 2).reshape(Bn, N, -1)
         return self.proj(out)
 
 
@@ -169,7 +182,10 @@ class GuidedSwinBlock(nn.Module):
             attn_mask = attn_mask.masked_fill(attn_mask != 0, -100.0).masked_fill(attn_mask == 0, 0.0)
         else:
             attn_mask = None
-        self.register_buffer('attn_mask', attn_mask)
+        self.register_buffer('attn_mask', attn_mask)  # (nW, N, N), as the official (state-dict compatible)
+        # the same mask in the fused-attention layout, built once (not part of the state dict)
+        self.register_buffer('sdpa_mask', None if attn_mask is None else self.attn.sdpa_mask(attn_mask),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
         """x: (N, H*W, dim); guidance: (N, H*W, g) or None."""
@@ -185,7 +201,7 @@ class GuidedSwinBlock(nn.Module):
         if self.shift_size > 0:
             x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
         win = _window_partition(x, self.window_size)
-        win = self.attn(win, mask=self.attn_mask)
+        win = self.attn(win, mask=self.sdpa_mask)
         x = _window_reverse(win, self.window_size, H, W)
         if self.shift_size > 0:
             x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))

@@ -22,6 +22,7 @@ from mmengine.model import BaseModel
 from declip_mm.models.losses.declip_losses import (boxes_to_rois, content_loss, context_loss,
                                                    legacy_csa_context_loss, region_correlation_loss,
                                                    roi_align_1x1)
+from declip_mm.models.compile import compile_module, resolve_compile_cfg
 from declip_mm.registry import MODELS
 from .trainable import DECOUPLED_MODES, apply_trainable, official_trainable_names
 
@@ -62,6 +63,12 @@ class DeCLIPDistiller(BaseModel):
     Counters kept across ranks (identical on every rank) and saved in the training checkpoint by
     ``DistillResumeHook``: ``skipped_images`` (1-based epoch -> sorted distinct unusable files of that epoch) and
     ``nonfinite_steps``.
+        compile: ``torch.compile`` the transformer blocks of the student, the CLIP teacher and the VFM
+            (``False``; ``True`` or a dict of ``torch.compile`` kwargs, see ``declip_mm.models.compile``).
+
+    Precision: the teachers run under ``torch.inference_mode()`` in whatever autocast dtype the optimizer wrapper
+    sets (bf16 with ``AmpOptimWrapper(dtype='bfloat16')``); their outputs are cloned back to normal tensors for the
+    losses, which (and whose N x N similarities) are computed in fp32.
     """
 
     def __init__(self, student: dict, teacher: Optional[dict] = None, vfm: Optional[dict] = None,
@@ -71,6 +78,7 @@ class DeCLIPDistiller(BaseModel):
                  unlocked_blocks: Union[str, int] = 'all', trainable: str = 'official',
                  normalize_dense_before_roi: Union[str, bool] = 'auto', alpha: float = 2.0,
                  with_cp: bool = False, text_encoder: Optional[dict] = None, max_nonfinite_steps: int = 10,
+                 compile=False,  # noqa: A002
                  init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='DeCLIPDataPreprocessor')
@@ -151,6 +159,11 @@ class DeCLIPDistiller(BaseModel):
         self.data_preprocessor.set_default_norm(
             self.student.mean, self.student.std,
             getattr(self.vfm, 'mean', None), getattr(self.vfm, 'std', None))
+        compile_cfg = resolve_compile_cfg(compile)
+        if compile_cfg is not None:
+            for part in (self.student, self.teacher, self.vfm):
+                if part is not None:
+                    compile_module(part, compile_cfg)
 
     # ------------------------------------------------------------------ helpers
     def train(self, mode: bool = True):
@@ -172,16 +185,19 @@ class DeCLIPDistiller(BaseModel):
             out['context'] = (out['dense'], )
         return out
 
-    @torch.no_grad()
     def teacher_crop_embeddings(self, crops: torch.Tensor) -> torch.Tensor:
-        """(K, 3, S, S) normalised crops -> (K, D) teacher [CLS] embeddings, one batched call."""
+        """(K, 3, S, S) normalised crops -> (K, D) teacher [CLS] embeddings, one batched call (inference mode)."""
         if crops.shape[0] == 0:
             return crops.new_zeros((0, self.teacher.embed_dim))
-        return self.teacher.encode_image(crops)
+        with torch.inference_mode():
+            f = self.teacher.encode_image(crops)
+        return f.clone()  # inference tensors cannot be saved for the student's backward
 
-    @torch.no_grad()
     def vfm_features(self, img: torch.Tensor) -> torch.Tensor:
-        return self.vfm(img)
+        """(B, 3, h, w) normalised VFM view -> (B, Cv, h/p, w/p) VFM tokens (inference mode)."""
+        with torch.inference_mode():
+            f = self.vfm(img)
+        return f.clone()
 
     # ------------------------------------------------------------------ mmengine API
     def forward(self, inputs: dict, data_samples=None, mode: str = 'tensor'):

@@ -127,6 +127,10 @@ class VFMTeacher(BaseModule):
         kwargs.update(model_kwargs or {})
         kwargs.setdefault('num_classes', 0)
         self.model = timm.create_model(self.arch, pretrained=False, **kwargs)
+        # fused SDPA in every attention block, whatever TIMM_FUSED_ATTN says (same math, no N x N attention tensor)
+        for m in self.model.modules():
+            if hasattr(m, 'fused_attn'):
+                m.fused_attn = True
         self.checkpoint = checkpoint
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, strict=strict)
