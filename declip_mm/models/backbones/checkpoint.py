@@ -360,62 +360,58 @@ def export_backbone(backbone: nn.Module, path: str, meta: Optional[dict] = None)
 # ------------------------------------------------------------------------------------ EVA-CLIP release naming (out)
 # open_clip / timm EVA02 names -> the EVA-CLIP release names the original EVA-CLIP / CLIPSelf / DeCLIP code loads
 # (the inverse of timm's ``eva.checkpoint_filter_fn`` for EVA02-CLIP towers).
-_EVA_TIMM_TO_RELEASE = (
-    (r'visual\.trunk\.blocks\.(\d+)\.attn\.q_proj\.bias', r'visual.blocks.\1.attn.q_bias'),
-    (r'visual\.trunk\.blocks\.(\d+)\.attn\.v_proj\.bias', r'visual.blocks.\1.attn.v_bias'),
-    (r'visual\.trunk\.blocks\.(\d+)\.attn\.norm\.(weight|bias)', r'visual.blocks.\1.attn.inner_attn_ln.\2'),
-    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc1_g\.(weight|bias)', r'visual.blocks.\1.mlp.w1.\2'),
-    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc1_x\.(weight|bias)', r'visual.blocks.\1.mlp.w2.\2'),
-    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.fc2\.(weight|bias)', r'visual.blocks.\1.mlp.w3.\2'),
-    (r'visual\.trunk\.blocks\.(\d+)\.mlp\.norm\.(weight|bias)', r'visual.blocks.\1.mlp.ffn_ln.\2'),
-    (r'visual\.trunk\.(blocks\.\d+\.(?:norm1|norm2|attn\.proj)\.(?:weight|bias))', r'visual.\1'),
-    (r'visual\.trunk\.(blocks\.\d+\.attn\.[qkv]_proj\.weight)', r'visual.\1'),
-    (r'visual\.trunk\.(blocks\.\d+\.gamma_[12])', r'visual.\1'),
-    (r'visual\.trunk\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|(?:norm|head)\.(?:weight|bias))',
-     r'visual.\1'),
+# One table for both directions: (open_clip/timm name, EVA-CLIP release name) templates whose ``{part}`` fields
+# match the patterns of ``_EVA_PARTS`` and are carried over unchanged.
+_EVA_NAMES = (
+    ('visual.trunk.blocks.{n}.attn.q_proj.bias', 'visual.blocks.{n}.attn.q_bias'),
+    ('visual.trunk.blocks.{n}.attn.v_proj.bias', 'visual.blocks.{n}.attn.v_bias'),
+    ('visual.trunk.blocks.{n}.attn.norm.{wb}', 'visual.blocks.{n}.attn.inner_attn_ln.{wb}'),
+    ('visual.trunk.blocks.{n}.mlp.fc1_g.{wb}', 'visual.blocks.{n}.mlp.w1.{wb}'),
+    ('visual.trunk.blocks.{n}.mlp.fc1_x.{wb}', 'visual.blocks.{n}.mlp.w2.{wb}'),
+    ('visual.trunk.blocks.{n}.mlp.fc2.{wb}', 'visual.blocks.{n}.mlp.w3.{wb}'),
+    ('visual.trunk.blocks.{n}.mlp.norm.{wb}', 'visual.blocks.{n}.mlp.ffn_ln.{wb}'),
+    ('visual.trunk.blocks.{n}.{same}', 'visual.blocks.{n}.{same}'),
+    ('visual.trunk.{top}', 'visual.{top}'),
 )
+_EVA_PARTS = dict(
+    n=r'\d+', wb=r'weight|bias',
+    same=r'(?:norm1|norm2|attn\.proj)\.(?:weight|bias)|attn\.[qkv]_proj\.weight|gamma_[12]',
+    top=r'patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|(?:norm|head)\.(?:weight|bias)')
 
 
-_EVA_RELEASE_TO_TIMM = (
-    (r'visual\.blocks\.(\d+)\.attn\.q_bias', r'visual.trunk.blocks.\1.attn.q_proj.bias'),
-    (r'visual\.blocks\.(\d+)\.attn\.v_bias', r'visual.trunk.blocks.\1.attn.v_proj.bias'),
-    (r'visual\.blocks\.(\d+)\.attn\.inner_attn_ln\.(weight|bias)', r'visual.trunk.blocks.\1.attn.norm.\2'),
-    (r'visual\.blocks\.(\d+)\.mlp\.w1\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc1_g.\2'),
-    (r'visual\.blocks\.(\d+)\.mlp\.w2\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc1_x.\2'),
-    (r'visual\.blocks\.(\d+)\.mlp\.w3\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.fc2.\2'),
-    (r'visual\.blocks\.(\d+)\.mlp\.ffn_ln\.(weight|bias)', r'visual.trunk.blocks.\1.mlp.norm.\2'),
-    (r'visual\.(blocks\.\d+\.(?:norm1|norm2|attn\.proj)\.(?:weight|bias))', r'visual.trunk.\1'),
-    (r'visual\.(blocks\.\d+\.attn\.[qkv]_proj\.weight)', r'visual.trunk.\1'),
-    (r'visual\.(blocks\.\d+\.gamma_[12])', r'visual.trunk.\1'),
-    (r'visual\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|(?:norm|head)\.(?:weight|bias))',
-     r'visual.trunk.\1'),
-)
+def _eva_rename(key: str, to_release: bool) -> Optional[str]:
+    """``key`` renamed through ``_EVA_NAMES`` (timm -> release if ``to_release``, else back); None if no rule fits."""
+    import re
+    for timm_t, release_t in _EVA_NAMES:
+        src, dst = (timm_t, release_t) if to_release else (release_t, timm_t)
+        pattern = ''.join(f'(?P<{f}>{_EVA_PARTS[f]})' if i % 2 else re.escape(f)
+                          for i, f in enumerate(re.split(r'\{(\w+)\}', src)))
+        m = re.fullmatch(pattern, key)
+        if m:
+            return dst.format(**m.groupdict())
+    return None
 
 
 def eva_timm_name(key: str) -> Optional[str]:
     """open_clip/timm name of an EVA-CLIP release key (``visual.*``); None for RoPE buffers.  The same renaming
     as timm's ``eva.checkpoint_filter_fn`` (which needs the model), as explicit rules usable per key."""
-    import re
     if 'rope.' in key:
         return None
-    for pat, rep in _EVA_RELEASE_TO_TIMM:
-        m = re.fullmatch(pat, key)
-        if m:
-            return m.expand(rep)
-    raise CheckpointError(f'no open_clip/timm EVA02 name for the EVA-CLIP key {key!r}')
+    name = _eva_rename(key, to_release=False)
+    if name is None:
+        raise CheckpointError(f'no open_clip/timm EVA02 name for the EVA-CLIP key {key!r}')
+    return name
 
 
 def eva_release_name(key: str) -> Optional[str]:
     """EVA-CLIP release name of an open_clip/timm EVA02 key (``visual.trunk.*``); None for RoPE buffers (not
     weights).  Raises ``CheckpointError`` for a key the EVA-CLIP layout does not have."""
-    import re
     if any(h in key for h in ROPE_KEY_HINTS):
         return None
-    for pat, rep in _EVA_TIMM_TO_RELEASE:
-        m = re.fullmatch(pat, key)
-        if m:
-            return m.expand(rep)
-    raise CheckpointError(f'no EVA-CLIP release name for {key!r}')
+    name = _eva_rename(key, to_release=True)
+    if name is None:
+        raise CheckpointError(f'no EVA-CLIP release name for {key!r}')
+    return name
 
 
 def eva_openclip_to_release(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
