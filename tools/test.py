@@ -57,6 +57,8 @@ def trigger_visualization_hook(cfg, args, task: str):
     if args.show:
         vis['show'] = True
         vis['wait_time'] = args.wait_time
+    if task == 'seg':
+        vis['interval'] = 1  # one picture per test image, as mmdet's hook draws (mmseg's draws every 50th)
     if task == 'seg' and cfg.get('visualizer', {}).get('type') in ('SegLocalVisualizer', 'mmseg.SegLocalVisualizer'):
         cfg.visualizer.type = 'OVSegLocalVisualizer'  # mmseg's, plus a legend of the names present
     if args.show_dir:

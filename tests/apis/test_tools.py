@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from .conftest import CATSEG_CFG, DET_CFG, ZS_CFG, load_tool
+from .conftest import CATSEG_CFG, DET_CFG, REPO, ZS_CFG, load_tool
 
 
 @pytest.fixture(scope='module')
@@ -127,6 +127,12 @@ def test_test_tool_show_flags_configure_the_hooks():
                                     'seg')
     assert seg.default_hooks.visualization.draw and seg.visualizer.save_dir == 'pics'
     assert seg.visualizer.type == 'OVSegLocalVisualizer'
+    # a benchmark config (mmseg's hook defaults to every 50th image): --show-dir draws every test image
+    bench = Config.fromfile(osp.join(REPO, 'configs/catseg/catseg_eva02-b16-declip_4xb1-80k_ade150.py'))
+    assert bench.default_hooks.visualization.get('interval', 50) == 50
+    tool.trigger_visualization_hook(bench, argparse.Namespace(show=False, wait_time=2, show_dir='pics', config='c'),
+                                    'seg')
+    assert bench.default_hooks.visualization.interval == 1 and bench.visualizer.save_dir == 'pics'
 
 
 def test_dist_and_slurm_test_scripts_forward_arguments(tmp_path):
