@@ -202,10 +202,11 @@ def _hf_hub_file(target: str, spec: str) -> str:
     errors = []
     for name in candidates:
         try:
-            return hf_hub_download(repo_id, name, revision=revision)
+            # HF_ENDPOINT as set now (huggingface_hub reads it once, at import)
+            return hf_hub_download(repo_id, name, revision=revision, endpoint=os.environ.get('HF_ENDPOINT') or None)
         except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types (offline, 404, auth, ...)
             errors.append(f'{name}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ""}')
-            if type(e).__name__ != 'EntryNotFoundError':
+            if type(e).__name__ != 'RemoteEntryNotFoundError':
                 break  # offline / no such repo / no access: trying the next file name cannot help
     raise WeightsDownloadError(
         f'could not get {spec} from the Hugging Face hub ({"; ".join(errors)}). Offline? A file downloaded before '

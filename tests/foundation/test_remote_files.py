@@ -271,3 +271,86 @@ def test_hf_hub_specs_parse():
     assert remote_files.parse_hf_spec('hf-hub:timm/eva02') == ('timm/eva02', None, None)
     with pytest.raises(WeightsDownloadError, match='not an hf-hub spec'):
         remote_files.parse_hf_spec('hf-hub:justaname')
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    """The two calls hf_hub_download makes against the Hub, for files at ``/ORG/REPO/resolve/REV/PATH``: a HEAD for
+    the metadata (X-Repo-Commit, ETag, size) and a GET for the bytes; 404 with X-Error-Code for absent files."""
+    files = {}  # 'org/repo/path' -> bytes
+    hits = None
+    commit = 'c' * 40
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, with_body):
+        self.hits.append((self.command, self.path))
+        parts = self.path.split('?')[0].split('/')  # ['', org, repo, 'resolve', rev, *path]
+        key = '/'.join(parts[1:3] + parts[5:]) if len(parts) > 5 and parts[3] == 'resolve' else None
+        body = self.files.get(key)
+        if body is None:
+            self.send_response(404)
+            self.send_header('X-Error-Code', 'EntryNotFound')
+            self.send_header('X-Repo-Commit', self.commit)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header('X-Repo-Commit', self.commit)
+        self.send_header('ETag', '"' + hashlib.sha256(body).hexdigest() + '"')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self._answer(False)
+
+    def do_GET(self):
+        self._answer(True)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A Hub on 127.0.0.1 (HF_ENDPOINT) and an empty Hugging Face cache."""
+    import huggingface_hub.constants as hf_constants
+    handler = type('Hub', (_HubHandler, ), dict(files={}, hits=[]))
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv('NO_PROXY', '127.0.0.1')
+    monkeypatch.setenv('HF_ENDPOINT', f'http://127.0.0.1:{httpd.server_address[1]}')
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'hf_cache'))
+    yield handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_hf_hub_files_download_into_the_hf_cache(fake_hub, monkeypatch, tmp_path):
+    body = torch_bytes({'w': torch.arange(4.)})
+    fake_hub.files['org/declip/weights/epoch_6.pt'] = body
+    path = resolve_file('hf-hub:org/declip/weights/epoch_6.pt', progress=False)
+    assert path.startswith(str(tmp_path / 'hf_cache')) and open(path, 'rb').read() == body
+    assert path.endswith(f'snapshots/{fake_hub.commit}/weights/epoch_6.pt')
+    digest = hashlib.sha256(body).hexdigest()
+    assert resolve_file(f'hf-hub:org/declip/weights/epoch_6.pt#sha256={digest}') == path
+    with pytest.raises(WeightsDownloadError, match='not the expected file'):
+        resolve_file('hf-hub:org/declip/weights/epoch_6.pt#sha256=' + '0' * 64)
+    # offline (nothing listens at the endpoint): the cached file is used without an error
+    monkeypatch.setenv('HF_ENDPOINT', closed_port_url('').rstrip('/'))
+    assert resolve_file('hf-hub:org/declip/weights/epoch_6.pt') == path
+    # an uncached file offline is a clear error (HF_HUB_OFFLINE: huggingface_hub's own retries would take ~25 s)
+    import huggingface_hub.constants as hf_constants
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    assert resolve_file('hf-hub:org/declip/weights/epoch_6.pt') == path
+    with pytest.raises(WeightsDownloadError, match=r'could not get hf-hub:org/declip/other\.pt .*Offline\?'):
+        resolve_file('hf-hub:org/declip/other.pt')
+
+
+def test_hf_hub_open_clip_repo_and_missing_files(fake_hub):
+    from declip_mm.models.backbones.checkpoint import read_checkpoint
+    fake_hub.files['timm/tiny-clip/open_clip_pytorch_model.bin'] = torch_bytes({'visual.proj': torch.ones(2, 2)})
+    sd, _ = read_checkpoint('hf-hub:timm/tiny-clip')  # no .safetensors in the repo: the .bin is taken
+    assert torch.equal(sd['visual.proj'], torch.ones(2, 2))
+    with pytest.raises(WeightsDownloadError, match=r'hf-hub:timm/tiny-clip/nope\.pt.*EntryNotFound'):
+        resolve_file('hf-hub:timm/tiny-clip/nope.pt')
