@@ -177,6 +177,9 @@ def download(url: str, dst: str, sha256: Optional[str] = None, progress: Optiona
             raise WeightsDownloadError(f'download of {url} has sha256 {h.hexdigest()}, expected {sha256}...: a '
                                        'different or damaged file; nothing was saved')
         os.replace(tmp, dst)
+        if sha256 is not None:
+            st = os.stat(dst)
+            _VERIFIED.add((dst, st.st_size, st.st_mtime_ns, sha256))
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -101,3 +101,29 @@ def test_run_checkpoint_without_alpha_record_asks(distill_run, tmp_path):
     assert 'raw student' in note
     with pytest.raises(ConversionError, match='distillation run'):
         mod.student_of_run({'state_dict': {'backbone.visual.x': torch.ones(1)}}, 'backbone.', alpha=0.7)
+
+
+def test_in_checkpoint_ensemble_is_recorded_and_exported_as_stored():
+    """DeCLIPEnsembleHook(in_checkpoint=True) writes the ensemble into student.* and records it; the converter then
+    takes student.* as it is (applying alpha again would be wrong) and refuses --raw / --alpha."""
+    from types import SimpleNamespace
+    from declip_mm.engine.hooks.distill_hooks import DeCLIPEnsembleHook
+    from _common import ConversionError
+    mod = converter('declip_mm_to_declip')
+    s, t = torch.full((2, ), 1.0), torch.full((2, ), 0.0)
+    ckpt = {'meta': {}, 'state_dict': {'student.visual.w': s, 'teacher.visual.w': t}}
+    runner = SimpleNamespace(model=SimpleNamespace(alpha=0.7))
+    DeCLIPEnsembleHook(in_checkpoint=True).before_save_checkpoint(runner, ckpt)
+    assert ckpt['meta']['declip_ensemble'] == dict(alpha=0.7, student='ensembled')
+    torch.testing.assert_close(ckpt['state_dict']['student.visual.w'], torch.full((2, ), 0.7))
+    sd, note = mod.student_of_run(ckpt, 'student.')
+    assert torch.equal(sd['student.visual.w'], ckpt['state_dict']['student.visual.w']) and 'as stored' in note
+    for kw in (dict(raw=True), dict(alpha=0.5)):
+        with pytest.raises(ConversionError, match='already stores|not in it'):
+            mod.student_of_run(ckpt, 'student.', **kw)
+    raw = {'meta': {}, 'state_dict': {'student.visual.w': s.clone(), 'teacher.visual.w': t.clone()}}
+    DeCLIPEnsembleHook().before_save_checkpoint(runner, raw)
+    assert raw['meta']['declip_ensemble'] == dict(alpha=0.7, student='raw')
+    assert torch.equal(raw['state_dict']['student.visual.w'], s)
+    sd, note = mod.student_of_run(raw, 'student.')
+    torch.testing.assert_close(sd['student.visual.w'], torch.full((2, ), 0.7))
