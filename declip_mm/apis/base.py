@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 from mmengine.utils import ProgressBar
 
+from declip_mm.utils.remote_files import is_remote
+
 DEFAULT_CACHE_DIR = osp.join(os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'declip_mm',
                              'text_embeddings')
 
@@ -30,10 +32,11 @@ def load_fitting_checkpoint(model: nn.Module, weights: str, config_name: str = '
     Raises ``ValueError`` naming the file and the first missing / unexpected / wrongly shaped keys when the
     checkpoint does not fit the model built from the config.  Returns the checkpoint's ``meta`` dict.
     """
+    from declip_mm.utils.remote_files import resolve_file
     from declip_mm.utils.run_checkpoints import load_checkpoint_file
-    if not osp.isfile(weights):
+    if not osp.isfile(resolve_file(weights)):  # http(s):// / hf-hub: weights are downloaded once into the cache
         raise FileNotFoundError(f'checkpoint not found: {weights}')
-    ckpt = load_checkpoint_file(weights, map_location='cpu')  # weights_only=True, mmengine run-state allow-list
+    ckpt = load_checkpoint_file(resolve_file(weights), map_location='cpu')  # weights_only=True, mmengine run-state allow-list
     sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f'{weights} holds no model state_dict (is it a checkpoint of this project?)')
@@ -63,7 +66,8 @@ def drop_missing_init_files(model_cfg, weights: Optional[str]) -> None:
         return
     for key in ('backbone', 'text_encoder'):
         sub = model_cfg.get(key)
-        if isinstance(sub, dict) and sub.get('checkpoint') and not osp.isfile(str(sub['checkpoint'])):
+        if isinstance(sub, dict) and sub.get('checkpoint') and not osp.isfile(str(sub['checkpoint'])) \
+                and not is_remote(sub['checkpoint']):  # a URL / hf-hub: file is fetched (F-ViT's text tower)
             sub['checkpoint'] = None
 
 

@@ -7,8 +7,13 @@ whose ``statistics_methods`` dict holds ``HistoryBuffer.min / max / current / me
 dtype reconstruction, and, under the name ``builtins.getattr``, a stand-in that resolves only HistoryBuffer's
 statistics methods (the real ``getattr`` is never allowed).  Anything else is refused with an error naming the file.
 
+Numpy 1.x wrote the array / scalar globals as ``numpy.core.multiarray.*`` (numpy 2: ``numpy._core``); both names are
+allowed, so checkpoints saved under numpy 1 (mmdet 2.x, detectron2, older mmengine runs) load too.  This is the
+project's one allow-list: the model converters read their sources through :func:`load_checkpoint_file` as well.
+
 Nothing is changed globally: :func:`mmengine_checkpoint_loading` applies the allow-list and our loader for one block
-(our ``tools/train.py`` and ``tools/test.py`` run the whole job inside it).
+(our ``tools/train.py`` and ``tools/test.py`` run the whole job inside it).  Paths may be ``http(s)://`` URLs or
+``hf-hub:`` files (:func:`declip_mm.utils.remote_files.resolve_file`: downloaded once into a cache).
 """
 import contextlib
 import glob
@@ -18,6 +23,7 @@ import os.path as osp
 import pickle
 import re
 import zipfile
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -46,6 +52,8 @@ def mmengine_safe_globals() -> list:
     core = getattr(np, '_core', None) or np.core
     allowed = [HistoryBuffer, np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar,
                (_history_buffer_statistic, 'builtins.getattr')]
+    for name in ('_reconstruct', 'scalar'):  # the names numpy 1.x pickles carry
+        allowed.append((getattr(core.multiarray, name), f'numpy.core.multiarray.{name}'))
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
     return allowed
 
@@ -68,27 +76,54 @@ def checkpoint_problem(filename: str) -> Optional[str]:
 def load_checkpoint_file(filename: str, map_location=None):
     """``torch.load(filename, weights_only=True)`` with :func:`mmengine_safe_globals` allowed.
 
-    Has mmengine's local-loader signature (``CheckpointLoader`` scheme ``''``).  Raises :class:`CheckpointLoadError`
-    naming the file when it is truncated / not a torch file, or pickles anything outside the allow-list.
+    Has mmengine's local-loader signature (``CheckpointLoader`` scheme ``''``).  ``filename`` may be remote
+    (``http(s)://``, ``hf-hub:``; downloaded once into the cache).  Raises :class:`CheckpointLoadError` naming the
+    file when it is truncated, not a torch file, or pickles a global outside the allow-list (named in the message).
     """
-    filename = osp.expanduser(str(filename))
+    from declip_mm.utils.remote_files import resolve_file
+    filename = resolve_file(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     try:
         with torch.serialization.safe_globals(mmengine_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        what = re.search(r'(Unsupported global: GLOBAL \S+|getattr\([^\n]*not allowed[^\n]*|Trying to [^\n.]+)', str(e))
+        what = refused_global(e)
         if what is None:  # not a pickle the restricted unpickler understands: random bytes, a damaged file, ...
-            raise CheckpointLoadError(f'{filename}: not a readable torch checkpoint, probably truncated or corrupt '
-                                      f'({_last_line(e)})') from None
+            raise CheckpointLoadError(unreadable_message(filename, e)) from None
         raise CheckpointLoadError(
-            f'{filename}: refusing to load it: it pickles objects outside the allow-list of plain weights and '
-            f'mmengine run-state checkpoints ({what.group(0)}). It is never unpickled with weights_only=False; if '
-            'you trust it, re-save its tensors as a plain state dict.') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointLoadError(f'{filename}: not a readable torch checkpoint, probably truncated or corrupt '
-                                  f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+            f'{filename}: refusing to load it: it pickles {what}, which is outside the allow-list of plain weights and '
+            'mmengine run-state checkpoints. It is never unpickled with weights_only=False; if you trust it, re-save '
+            'its tensors as a plain state dict.') from None
+    except Exception as e:  # noqa: BLE001 - zip / pickle errors of a damaged or foreign file (IndexError, ...)
+        raise CheckpointLoadError(unreadable_message(filename, e)) from None
+
+
+def refused_global(e: Exception) -> Optional[str]:
+    """The global a ``weights_only`` unpickling error refused (``'GLOBAL os.system'``, ``'getattr(...)'``), or None
+    when the error is not a refusal (a damaged pickle)."""
+    text = str(e)
+    m = re.search(r'(?:Unsupported global: |unsupported )GLOBAL (\S+?)[.,]?(?:\s|$)', text)
+    if m:
+        return f'GLOBAL {m.group(1)}'
+    m = re.search(r'getattr\([^\n]*not allowed|Trying to [^\n]+', text)
+    return m.group(0).rstrip('.') if m else None
+
+
+def unreadable_message(filename: str, e: Exception) -> str:
+    """Why ``filename`` could not be read, saying whether it is a truncated archive or not a torch file at all."""
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    problem = checkpoint_problem(filename) if head == b'PK\x03\x04' else None
+    if problem is not None and problem.startswith('corrupt'):
+        return f'{filename}: unreadable checkpoint, damaged ({problem})'
+    if problem is not None:
+        return f'{filename}: unreadable checkpoint, truncated (its zip archive ends early: an interrupted download or save)'
+    if head[:1] == b'\x80':
+        kind = 'a legacy (non-zip) torch file that could not be read, probably truncated'
+    else:
+        kind = 'not a torch checkpoint (neither a zip archive nor a pickle; wrong file?)'
+    return f'{filename}: unreadable checkpoint, {kind} ({_last_line(e)})'
 
 
 def _last_line(e: Exception) -> str:
@@ -98,19 +133,20 @@ def _last_line(e: Exception) -> str:
 
 @contextlib.contextmanager
 def mmengine_checkpoint_loading():
-    """Inside the block mmengine's local-file loader is :func:`load_checkpoint_file` (so ``load_from``,
-    ``--resume`` and ``tools/test.py CKPT`` read with ``weights_only=True``); restored afterwards."""
+    """Inside the block mmengine's local-file and http(s) loaders are :func:`load_checkpoint_file` (so ``load_from``,
+    ``--resume`` and ``tools/test.py CKPT`` read with ``weights_only=True``, and may be ``http(s)://`` / ``hf-hub:``
+    specs downloaded into our cache); restored afterwards."""
     from mmengine.runner.checkpoint import CheckpointLoader
-    schemes = CheckpointLoader._schemes
-    had, old = '' in schemes, schemes.get('')
-    schemes[''] = load_checkpoint_file
+    saved = CheckpointLoader._schemes
+    schemes = OrderedDict(saved)
+    for prefix in ('', 'http://', 'https://'):  # hf-hub: falls through to '' (load_checkpoint_file resolves it)
+        schemes[prefix] = load_checkpoint_file
+    schemes.move_to_end('')  # '' matches every path: tried last
+    CheckpointLoader._schemes = schemes
     try:
         yield
     finally:
-        if had:
-            schemes[''] = old
-        else:
-            schemes.pop('', None)
+        CheckpointLoader._schemes = saved
 
 
 _CKPT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')

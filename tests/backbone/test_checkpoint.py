@@ -123,7 +123,7 @@ def test_wrong_width_and_truncated_files_fail_clearly(tiny_eva, tmp_path):
         DeCLIPViT('EVA02-B-16', model_overrides=wider, checkpoint=str(tmp_path / 'ok.pt'))
     data = (tmp_path / 'ok.pt').read_bytes()
     (tmp_path / 'cut.pt').write_bytes(data[:len(data) // 2])
-    with pytest.raises(CheckpointError, match='truncated/corrupt'):
+    with pytest.raises(CheckpointError, match=r'cut\.pt: unreadable checkpoint, truncated'):
         DeCLIPViT('EVA02-B-16', model_overrides=tiny_clip_overrides('eva'), checkpoint=str(tmp_path / 'cut.pt'))
     with pytest.raises(CheckpointError, match='OpenAI-style ViT'):
         DeCLIPViT('ViT-B-16', model_overrides=tiny_clip_overrides('openai'), checkpoint=str(tmp_path / 'ok.pt'))
@@ -136,6 +136,35 @@ def test_wrong_width_and_truncated_files_fail_clearly(tiny_eva, tmp_path):
         missing(torch.zeros(1, 3, 32, 32))
     with pytest.raises(CheckpointError, match='not found'):
         missing.init_weights()
+
+
+class _PicklesAFunction:
+    def __reduce__(self):
+        import os
+        return os.getcwd, ()
+
+
+def test_refused_global_is_named_and_not_called_truncated(tiny_eva, tmp_path):
+    """A complete file that pickles a global outside the allow-list: the error names the global and does not blame
+    truncation; a truncated file and a foreign file say what they are."""
+    import pickle
+    from declip_mm.models.backbones.checkpoint import read_checkpoint
+    clip, _ = tiny_eva
+    path = tmp_path / 'with_code.pt'
+    torch.save({'state_dict': clip.state_dict(), 'hook': _PicklesAFunction()}, path, pickle_module=pickle)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(str(path))
+    path_part, msg = str(e.value).split('with_code.pt', 1)
+    assert 'GLOBAL posix.getcwd' in msg and 'refusing' in msg
+    assert 'truncated' not in msg and 'corrupt' not in msg
+    data = path.read_bytes()
+    (tmp_path / 'cut.pt').write_bytes(data[:len(data) // 3])
+    with pytest.raises(CheckpointError, match=r'cut\.pt: unreadable checkpoint, truncated') as e:
+        read_checkpoint(str(tmp_path / 'cut.pt'))
+    assert 'refus' not in str(e.value).split('cut.pt', 1)[1]
+    (tmp_path / 'notes.pt').write_text('these are not weights')
+    with pytest.raises(CheckpointError, match=r'notes\.pt: unreadable checkpoint, not a torch checkpoint'):
+        read_checkpoint(str(tmp_path / 'notes.pt'))
 
 
 def test_text_encoder_cache_follows_weights_and_class_list():

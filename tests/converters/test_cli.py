@@ -44,11 +44,13 @@ def test_declip_export_cli(tmp_path, monkeypatch, capsys):
 
 
 def test_source_metadata_with_numpy_scalars_loads_and_code_does_not(tmp_path):
-    """detectron2 / mmdet 2.x metadata may hold numpy scalars (allowed); a pickled callable never loads."""
+    """detectron2 / mmdet 2.x metadata may hold numpy scalars (allowed); a pickled callable never loads, and the
+    error names the refused global."""
     import numpy as np
     import pickle
     import pytest
     from _common import load_source
+    from declip_mm.utils.run_checkpoints import CheckpointLoadError
     path = str(tmp_path / 'model_final.pth')
     torch.save({'model': {'w': torch.ones(2)}, 'iteration': np.int64(79999), 'best': np.float64(0.5)}, path)
     assert load_source(path)['iteration'] == 79999
@@ -59,5 +61,19 @@ def test_source_metadata_with_numpy_scalars_loads_and_code_does_not(tmp_path):
             return (os.getcwd, ())
     bad = str(tmp_path / 'evil.pth')
     torch.save({'model': {'w': torch.ones(2)}, 'x': Evil()}, bad, pickle_module=pickle)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointLoadError, match=r'evil\.pth: refusing .*GLOBAL posix\.getcwd'):
         load_source(bad)
+
+
+def test_numpy1_pickles_load(tmp_path):
+    """Files written under numpy 1.x name numpy.core.multiarray (numpy 2: numpy._core); both are allowed."""
+    import numpy as np
+    from _common import load_source
+    path = tmp_path / 'np1.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'best': np.float64(0.5), 'arr': np.arange(3)}, path,
+               _use_new_zipfile_serialization=False)  # the legacy format is one plain pickle stream
+    data = path.read_bytes()
+    assert b'numpy._core.multiarray' in data
+    path.write_bytes(data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray'))
+    obj = load_source(str(path))
+    assert obj['best'] == 0.5 and obj['arr'].tolist() == [0, 1, 2]

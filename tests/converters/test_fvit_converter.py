@@ -126,6 +126,47 @@ def test_unknown_and_mismatched_keys_are_named(converted):
         conv.convert(bad, shapes_of(model))
 
 
+def _mmcv1_buffers(depth, grids=()):
+    """The non-persistent buffers of CLIPSelf's VisionRotaryEmbeddingFast (one module shared by the tower and every
+    block) that mmcv 1.x's save_checkpoint writes anyway: the ``flag`` counter and the per-size ``freqs_*_N``."""
+    prefixes = ['backbone.visual.rope.'] + [f'backbone.visual.blocks.{i}.attn.rope.' for i in range(depth)]
+    out = {p + 'flag': torch.tensor(len(grids)) for p in prefixes}
+    for n in grids:
+        out.update({p + f'freqs_{t}_{n}': torch.zeros(n, 16) for p in prefixes for t in ('cos', 'sin')})
+    return out
+
+
+def test_mmcv1_rope_buffers_are_dropped_and_unknown_keys_named(converted):
+    """CLIPSelf's released files hold ``rope.flag`` (1 + one per block) and may hold ``freqs_cos_N`` caches: they are
+    dropped with a reason; any other key without a counterpart is an error naming it (not a TypeError)."""
+    conv, p, model, out, report = converted
+    from _common import ConversionError, shapes_of
+    extra = _mmcv1_buffers(depth=4, grids=(196, ))
+    out2, report2 = conv.convert(dict(p, **extra), shapes_of(model))
+    assert set(out2) == set(out) and all(torch.equal(out2[k], out[k]) for k in out)
+    assert set(extra) <= set(report2.dropped)
+    assert sum(k.endswith('rope.flag') for k in report2.dropped) == 5
+    for bad in ('backbone.visual.rope.theta', 'backbone.visual.blocks.1.attn.rope.flag2',
+                'backbone.visual.blocks.0.attn.relative_position_index', 'backbone.visual.mystery.weight'):
+        with pytest.raises(ConversionError, match=bad.replace('.', r'\.')):
+            conv.convert(dict(p, **{bad: torch.zeros(1)}))
+
+
+def test_mmcv1_saved_file_converts_on_the_command_line(tmp_path, monkeypatch, capsys):
+    """A file laid out as mmcv 1.x saves a CLIPSelf F-ViT (meta with numpy scalars, rope.flag buffers)."""
+    import sys
+    import numpy as np
+    mod = converter('clipself_fvit_to_declip_mm')
+    src, dst = str(tmp_path / 'fvit_eva_vitb16_ovcoco.pth'), str(tmp_path / 'out.pth')
+    p = dict(_clipself_tiny(), **_mmcv1_buffers(depth=4))
+    torch.save({'meta': {'epoch': 3, 'iter': np.int64(1500), 'CLASSES': CLASSES, 'mmcv_version': '1.7.0'},
+                'state_dict': p, 'optimizer': {}}, src)
+    monkeypatch.setattr(sys, 'argv', [mod.__file__, src, dst])
+    mod.main()
+    assert 'rope.flag' in capsys.readouterr().out
+    assert 'roi_head.bbox_head.fc_cls.logit_scale' in torch.load(dst, weights_only=True)['state_dict']
+
+
 # settings of the CLIPSelf F-ViT configs (F-ViT/configs/ov_coco|ov_lvis/*_original.py), per released checkpoint
 ORIGINAL = {
     'b16-coco': dict(model='EVA02-B-16', taps=(3, 5, 7, 11), size=640, fc=512, classes=65, alpha=0.1, beta=0.8,
@@ -185,5 +226,7 @@ def test_b16_release_layout_converts_strictly(name):
     cfg.model.roi_head.bbox_head.text_embeddings = None
     shapes = shapes_of(_build(cfg.model))
     src = {k: torch.empty(s, device='meta') for k, s in layout.items()}  # shapes only
+    src.update(_mmcv1_buffers(depth=12))  # the 13 rope.flag buffers of each released B/16 file
     out, report = converter('clipself_fvit_to_declip_mm').convert(src, shapes)
     assert not report.missing and len(out) == len(shapes)
+    assert sum(k.endswith('rope.flag') for k in report.dropped) == 13

@@ -23,6 +23,10 @@ class ConversionError(RuntimeError):
     """A source key no rule accounts for, a shape mismatch, or a missing target weight."""
 
 
+class NoTargetName(ConversionError):
+    """Raised by a rule function for a key its pattern matches but that has no name on the other side."""
+
+
 class Report:
     def __init__(self, title: str):
         self.title = title
@@ -39,7 +43,9 @@ def convert_keys(sd: Dict[str, torch.Tensor], rules: Sequence[Tuple[str, Target]
     """Apply ``rules`` (first full match wins) to every key of ``sd``.
 
     Args:
-        rules: (regex, target) pairs; target is a ``re`` replacement string or ``fn(match, tensor) -> [(key, t)]``.
+        rules: (regex, target) pairs; target is a ``re`` replacement string or ``fn(match, tensor) -> [(key, t)]``
+            (``fn`` returns None, or raises ``NoTargetName``, for a key the pattern matches but has no place: such a
+            key is reported with the unaccounted ones).
         drops: (regex, reason) pairs for keys dropped on purpose (checked before the rules).
         target_shapes: key -> shape of the destination model; every produced key must be in it with that shape,
             and (``strict_missing``) every key of it must be produced.
@@ -58,7 +64,13 @@ def convert_keys(sd: Dict[str, torch.Tensor], rules: Sequence[Tuple[str, Target]
             m = re.fullmatch(pat, k)
             if m is None:
                 continue
-            pairs = tgt(m, v) if callable(tgt) else [(m.expand(tgt), v)]
+            try:
+                pairs = tgt(m, v) if callable(tgt) else [(m.expand(tgt), v)]
+            except NoTargetName:
+                pairs = None
+            if pairs is None:
+                unmapped.append(k)
+                break
             for nk, nv in pairs:
                 if nk in out:
                     raise ConversionError(f'{title}: two source keys map to {nk!r} (second: {k!r})')
@@ -73,6 +85,20 @@ def convert_keys(sd: Dict[str, torch.Tensor], rules: Sequence[Tuple[str, Target]
     if target_shapes is not None:
         check_against(out, target_shapes, title, strict_missing, report)
     return out, report
+
+
+def eva_rename_rule(out_prefix: str, in_prefix: str, to_release: bool):
+    """Rule function renaming the matched visual key (group 1, after ``in_prefix``) between EVA-CLIP release and
+    open_clip/timm names, prefixed with ``out_prefix``.  A key without a counterpart (a RoPE buffer that no drop
+    rule covers, an unknown layer) returns None, so it is reported by name with the unaccounted keys."""
+    def rule(m, v):
+        from declip_mm.models.backbones.checkpoint import CheckpointError, eva_release_name, eva_timm_name
+        try:
+            name = (eva_release_name if to_release else eva_timm_name)(in_prefix + m.group(1))
+        except CheckpointError:
+            return None
+        return None if name is None else [(out_prefix + name, v)]
+    return rule
 
 
 def check_against(out: Dict[str, torch.Tensor], target_shapes: Dict[str, Tuple[int, ...]], title: str,
@@ -126,24 +152,18 @@ def print_summary(*reports: Report, file=None, width: int = 110) -> None:
             print(f'   added   {k}: {why}'[:width], file=file)
 
 
-def _numpy_scalar_globals() -> list:
-    """Numpy scalar / dtype globals: training metadata of mmdet 2.x and detectron2 runs can hold numpy scalars
-    (a best metric, a seed).  They are plain data; nothing else is added to ``weights_only``'s allow-list."""
-    import numpy as np
-    core = getattr(np, '_core', None) or np.core
-    out = [core.multiarray.scalar, (core.multiarray.scalar, 'numpy.core.multiarray.scalar'), np.dtype]
-    out += [type(np.dtype(t)) for t in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'float16', 'float32',
-                                        'float64')]
-    return out
-
-
 def load_source(path: str) -> dict:
-    """``torch.load(weights_only=True)``: tensors, plain containers and numpy scalars only (project rule: no
-    fallback to full unpickling)."""
-    if not os.path.isfile(path):
+    """A source checkpoint (local path, ``http(s)://`` URL or ``hf-hub:`` file) read with
+    ``torch.load(weights_only=True)`` and the project's one allow-list (``declip_mm.utils.run_checkpoints``: plain
+    tensors and containers, numpy arrays / scalars of numpy 1 and 2, mmengine's run-state ``HistoryBuffer``), so
+    mmengine run checkpoints (``work_dirs/*/epoch_k.pth``), mmdet 2.x and detectron2 files load; anything else is
+    refused with an error naming the global.  Never a fallback to full unpickling."""
+    from declip_mm.utils.remote_files import resolve_file
+    from declip_mm.utils.run_checkpoints import load_checkpoint_file
+    local = resolve_file(path)
+    if not os.path.isfile(local):
         raise FileNotFoundError(f'source checkpoint not found: {path}')
-    with torch.serialization.safe_globals(_numpy_scalar_globals()):
-        return torch.load(path, map_location='cpu', weights_only=True)
+    return load_checkpoint_file(local, map_location='cpu')
 
 
 def unwrap(obj, keys=('state_dict', 'model', 'module')) -> Dict[str, torch.Tensor]:

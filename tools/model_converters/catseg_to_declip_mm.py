@@ -21,15 +21,14 @@ With ``--config`` every converted weight is checked against the model the config
 import argparse
 import re
 
-from _common import ConversionError, convert_keys, load_source, print_summary, save, shapes_of, unwrap
+from _common import (ConversionError, convert_keys, eva_rename_rule, load_source, print_summary, save, shapes_of,
+                     unwrap)
 
 P = r'sem_seg_head\.predictor\.'
 TEXT_TOP = r'(?:transformer\.|token_embedding\.|positional_embedding$|ln_final\.|text_projection|logit_scale$)'
 
 
-def _eva_visual(m, v):
-    from declip_mm.models.backbones.checkpoint import eva_timm_name
-    return [('backbone.' + eva_timm_name('visual.' + m.group(1)), v)]
+_eva_visual = eva_rename_rule('backbone.', 'visual.', to_release=False)
 
 
 def _text_to_ours(text_prefix):
@@ -75,9 +74,7 @@ def convert(sd, target_shapes=None, text_prefix: str = None):
                         target_shapes)
 
 
-def _visual_back(m, v):
-    from declip_mm.models.backbones.checkpoint import eva_release_name
-    return [('sem_seg_head.predictor.clip_model.' + eva_release_name('visual.trunk.' + m.group(1)), v)]
+_visual_back = eva_rename_rule('sem_seg_head.predictor.clip_model.', 'visual.trunk.', to_release=True)
 
 
 REVERSE_RULES = (

@@ -14,7 +14,10 @@ Key mapping (CLIPSelf -> declip_mm):
     rpn_head.*, roi_head.mask_head.*  -> unchanged
     roi_head.bbox_head.detect_temperature -> roi_head.bbox_head.fc_cls.logit_scale
     roi_head.bbox_head.{shared_convs,shared_fcs,cls_fcs,reg_fcs,fc_reg}.* -> unchanged
-Dropped: ``bbox_head.fc_cls.{weight,bias}`` (built by mmdet's ConvFCBBoxHead but never used by F-ViT, which
+Dropped: the EVA RoPE buffers (``rope.freqs_cos/sin``, the per-size ``freqs_cos_N`` caches and the ``rope.flag``
+counter: CLIPSelf's ``VisionRotaryEmbeddingFast`` registers them non-persistent, but mmcv 1.x's ``save_checkpoint``
+saves every buffer, so each file holds one ``flag`` for the shared module plus one per block),
+``bbox_head.fc_cls.{weight,bias}`` (built by mmdet's ConvFCBBoxHead but never used by F-ViT, which
 classifies against text embeddings) and ``bbox_head.all_embeddings`` (the text embeddings; declip_mm reads them
 from the config's ``text_embeddings`` file -- ``--embeddings-out`` writes them as such a file when ``--class-names``
 gives the original class list, e.g. CLIPSelf's ``datasets/mscoco_65_classes.json``).
@@ -25,17 +28,12 @@ from collections import OrderedDict
 
 import torch
 
-from _common import (ConversionError, convert_keys, load_source, print_summary, save, shapes_of, unwrap)
+from _common import (ConversionError, convert_keys, eva_rename_rule, load_source, print_summary, save, shapes_of,
+                     unwrap)
 
 
-def _visual_to_ours(m, v):
-    from declip_mm.models.backbones.checkpoint import eva_timm_name
-    return [('backbone.' + eva_timm_name('visual.' + m.group(1)), v)]
-
-
-def _visual_to_theirs(m, v):
-    from declip_mm.models.backbones.checkpoint import eva_release_name
-    return [('backbone.' + eva_release_name('visual.trunk.' + m.group(1)), v)]
+_visual_to_ours = eva_rename_rule('backbone.', 'visual.', to_release=False)
+_visual_to_theirs = eva_rename_rule('backbone.', 'visual.trunk.', to_release=True)
 
 
 RULES = (
@@ -53,6 +51,8 @@ RULES = (
 DROPS = (
     (r'backbone\.visual\.(?:.*\.)?rope\.freqs_(?:cos|sin)(?:_\d+)?',
      'EVA RoPE buffer (recomputed for the input grid)'),
+    (r'backbone\.visual\.(?:.*\.)?rope\.flag',
+     'EVA RoPE counter of cached grids (a non-persistent buffer that mmcv 1.x saves)'),
     (r'roi_head\.bbox_head\.fc_cls\.(?:weight|bias)',
      'unused by F-ViT (mmdet builds it; classification uses the text embeddings)'),
     (r'roi_head\.bbox_head\.all_embeddings',

@@ -78,9 +78,12 @@ class DeCLIPEnsembleHook(Hook):
     * ``in_checkpoint=True`` also writes the ensembled student into the runner checkpoint, so a resume restarts
       from the ensembled weights as the official code does; the default False keeps the raw student there so that
       ``--resume`` continues the exact trajectory.
+    * the runner checkpoint's ``meta['declip_ensemble']`` records ``alpha`` and whether its ``student.*`` is
+      ``'raw'`` or ``'ensembled'`` (``teacher.*`` holds the initial weights).
     """
 
     priority = 'NORMAL'
+    META_KEY = 'declip_ensemble'
 
     def __init__(self, alpha: Optional[float] = None, in_checkpoint: bool = False):
         self.alpha = alpha
@@ -103,8 +106,13 @@ class DeCLIPEnsembleHook(Hook):
             self._ctx = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self.in_checkpoint and 'state_dict' in checkpoint:
-            checkpoint['state_dict'] = ensemble_checkpoint_state_dict(checkpoint['state_dict'], self._alpha(runner))
+        alpha = float(self._alpha(runner))
+        ensembled = self.in_checkpoint and alpha < 1 and 'state_dict' in checkpoint
+        if ensembled:
+            checkpoint['state_dict'] = ensemble_checkpoint_state_dict(checkpoint['state_dict'], alpha)
+        # what the file's ``student.*`` holds, for tools/model_converters/declip_mm_to_declip.py --prefix student.
+        checkpoint.setdefault('meta', {})[self.META_KEY] = dict(alpha=alpha,
+                                                                student='ensembled' if ensembled else 'raw')
 
 
 @HOOKS.register_module()

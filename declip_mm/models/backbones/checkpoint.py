@@ -41,24 +41,34 @@ def read_checkpoint(path: str, wrapper_keys=('state_dict', 'model', 'module')
                     ) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Load a checkpoint file -> (flat state dict with wrappers and ``module.`` removed, declip_mm meta or {}).
 
-    ``.safetensors`` files are read with safetensors; everything else with ``torch.load(weights_only=True)``.
+    ``path``: a local file, or an ``http(s)://`` / ``hf-hub:`` spec (``declip_mm.utils.remote_files``).
+    ``.safetensors`` files are read with safetensors; everything else with ``torch.load(weights_only=True)`` and the
+    allow-list of ``declip_mm.utils.run_checkpoints`` (errors name a refused global, or say the file is truncated).
     Nested wrappers named in ``wrapper_keys`` are unwrapped (e.g. DINO's ``teacher``).
     """
+    from declip_mm.utils.remote_files import resolve_file
+    from declip_mm.utils.run_checkpoints import CheckpointLoadError, load_checkpoint_file
+    spec = path
+    path = resolve_file(path) if path else path  # http(s):// and hf-hub: specs: downloaded once into the cache
     if not path or not os.path.isfile(path):
-        raise CheckpointNotFoundError(f'checkpoint file not found: {path!r} (weights are only read from local '
-                                      'files: download them once and point the config at the file)')
+        raise CheckpointNotFoundError(f'checkpoint file not found: {spec!r} (give a local file, an http(s):// URL or '
+                                      'an hf-hub: file)')
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
             obj = load_file(path)
         elif is_torchscript_archive(path):
             obj = read_torchscript_state_dict(path)
-        else:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code objects, ...
+        else:  # weights_only=True with the project's one allow-list; names a refused global, or says truncated
+            obj = load_checkpoint_file(path, map_location='cpu')
+    except CheckpointError as e:  # the TorchScript reader's own errors (refused global, ...) already say what
+        raise CheckpointError(f'{path}: {e}' if path not in str(e) else str(e)) from None
+    except CheckpointLoadError as e:
+        raise CheckpointError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - safetensors / zip errors of a damaged file
         raise CheckpointError(
-            f'could not read checkpoint {path!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). The file is '
-            'truncated/corrupt, or not a plain state dict / TorchScript archive.') from e
+            f'could not read checkpoint {path!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): the file is '
+            'damaged or truncated, or not a state dict / TorchScript archive.') from e
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get('meta'), dict):
         meta = obj['meta'].get('declip_mm', {})

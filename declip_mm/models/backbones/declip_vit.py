@@ -27,6 +27,7 @@ from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from declip_mm.registry import DET_MODELS, MODELS, SEG_MODELS, register_everywhere
+from declip_mm.utils.remote_files import is_remote
 from .checkpoint import CheckpointError, load_clip_state_dict, load_into
 from .freezing import apply_trainable_rule
 from .pending_weights import check_weights_loaded, defer_missing_checkpoint
@@ -114,12 +115,12 @@ class DeCLIPViT(BaseModule):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if pretrained is not None:  # mmseg's EncoderDecoder forwards model.pretrained to the backbone
-            if checkpoint is None and os.path.isfile(str(pretrained)):
+            if checkpoint is None and (os.path.isfile(str(pretrained)) or is_remote(pretrained)):
                 checkpoint = pretrained
             else:
                 raise ValueError(
                     f'DeCLIPViT got pretrained={pretrained!r} (from the config\'s model.pretrained?): it is not a local '
-                    'CLIP checkpoint. Set model.pretrained=None and pass DeCLIPViT(checkpoint=...) instead.')
+                    'file, http(s):// URL or hf-hub: file of a CLIP checkpoint. Set model.pretrained=None and pass DeCLIPViT(checkpoint=...) instead.')
         for name, mode in (('last_feat_mode', last_feat_mode), ('dense_mode', dense_mode)):
             if mode not in MODES:
                 raise ValueError(f'{name}={mode!r} is not one of {MODES}')

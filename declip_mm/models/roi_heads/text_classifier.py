@@ -48,6 +48,18 @@ def _read_npy_with_names(path: str) -> dict:
     return dict(zip(names, arr))
 
 
+def _local_embedding_file(spec: str) -> str:
+    """Local path of a text-embedding file given as a path, ``http(s)://`` URL or ``hf-hub:`` file (downloaded once;
+    a remote ``.npy`` brings its ``.names.txt`` along, which lands beside it in the cache)."""
+    from declip_mm.utils.remote_files import is_remote, resolve_file, split_sha256
+    if is_remote(spec) and split_sha256(spec)[0].endswith('.npy'):
+        try:
+            resolve_file(npy_names_path(split_sha256(spec)[0]))
+        except OSError:
+            pass  # reported below as a missing names file, next to the array
+    return resolve_file(spec)
+
+
 def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
                          class_names: Optional[Sequence[str]] = None,
                          num_classes: Optional[int] = None,
@@ -56,7 +68,8 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
     """Load a (K+1, D) L2-normalised float32 matrix: K class rows in ``class_names`` order, background last.
 
     Args:
-        source: ``.pt`` path (dict name -> vector) / ``.npy`` path with its ``.names.txt`` / a dict / an array or
+        source: ``.pt`` file (dict name -> vector) / ``.npy`` file with its ``.names.txt`` (local paths,
+            ``http(s)://`` URLs or ``hf-hub:`` files) / a dict / an array or
             tensor (rows already in class order, background last; only for code, a file always carries names).
         class_names: class order; None: the order of the file / dict.
         num_classes: expected K (the dataset's class count); mismatch raises ``ValueError``.
@@ -65,6 +78,7 @@ def load_text_embeddings(source: Union[str, Tensor, np.ndarray, dict],
     """
     what = source if isinstance(source, str) else type(source).__name__
     if isinstance(source, str):
+        source = _local_embedding_file(source)
         if not osp.isfile(source):
             raise FileNotFoundError(f'text-embedding file not found: {source} '
                                     '(generate it with tools/gen_text_embeddings.py)')
