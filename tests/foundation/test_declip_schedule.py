@@ -8,6 +8,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 import declip_mm  # noqa: F401
@@ -16,6 +17,13 @@ from declip_mm.registry import MODELS, PARAM_SCHEDULERS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCHEDULE = osp.join(REPO, 'configs/declip/_base_/declip_schedule.py')
+
+
+@pytest.fixture(autouse=True)
+def _declip_scope():
+    """Build in the declip_mm scope whatever scope an earlier test (a Runner) left current."""
+    with DefaultScope.overwrite_default_scope('declip_mm'):
+        yield
 
 
 def official_lr(step, base, warmup, total):
