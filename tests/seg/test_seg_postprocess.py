@@ -216,3 +216,47 @@ def test_mask_vote_bad_input_error_or_counted_skip(tmp_path, caplog):
     assert 'are 4x5' in rep['skipped'][0] and 'is 6x5' in rep['skipped'][0]
     with pytest.raises(ValueError, match='on_missing'):
         MaskVote(src, on_missing='ignore')
+
+
+def test_test_tool_with_missing_masks_counts_skips(tmp_path):
+    """tools/test.py with PAMR + MaskVote(on_missing='skip'): 3 images, masks for one (one file wrong size, one
+    missing): the run completes, the voted image is constant on each region, the log counts 2 skipped images."""
+    import glob
+    import os.path as osp
+    import pickle
+    import sys
+    from PIL import Image
+
+    from declip_mm.datasets.synthetic_seg import SyntheticSegDataset
+    from .conftest import REPO
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import test as test_tool
+    data_root, masks = str(tmp_path / 'synth'), tmp_path / 'masks'
+    ds = SyntheticSegDataset(data_root=data_root, split='val', num_images=3, seed=1, pipeline=[])
+    paths = sorted(ds.get_data_info(i)['img_path'] for i in range(3))
+    h, w = np.asarray(Image.open(paths[0])).shape[:2]
+    ids = np.repeat(np.repeat(np.arange(((h + 15) // 16) * ((w + 15) // 16)).reshape((h + 15) // 16, -1), 16, 0),
+                    16, 1)[:h, :w]
+    save_mask_file(str(masks / (osp.splitext(osp.basename(paths[0]))[0] + '.npz')), ids)
+    save_mask_file(str(masks / (osp.splitext(osp.basename(paths[1]))[0] + '.npz')), ids[:-1])  # wrong size
+    dump = str(tmp_path / 'preds.pkl')
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(
+        f"_base_ = [{TINY_ZS_CFG!r}]\n"
+        f"model = dict(postprocess=[dict(type='PAMR', num_iter=2), dict(type='MaskVote', on_missing='skip', "
+        f"mask_source=dict(type='MaskFileSource', mask_dir={str(masks)!r}))])\n"
+        f"custom_hooks = [dict(type='SegPostProcessReportHook')]\n"
+        f"test_evaluator = [dict(type='OVSegMetric', ignore_index=255), dict(type='DumpResults', "
+        f"out_file_path={dump!r})]\n"
+        f"default_hooks = dict(visualization=dict(draw=False))\n")
+    test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                    f'test_dataloader.dataset.data_root={data_root}', 'test_dataloader.dataset.num_images=3'])
+    with open(dump, 'rb') as f:
+        preds = {s['img_path']: np.asarray(s['pred_sem_seg']['data'])[0] for s in pickle.load(f)}
+    assert len(preds) == 3
+    voted = preds[paths[0]]
+    for v in np.unique(ids)[1:]:  # every region but the smallest id has one label
+        assert len(np.unique(voted[ids == v])) == 1
+    log = open(glob.glob(str(tmp_path / 'work' / '*' / '*.log'))[0]).read()
+    assert 'MaskVote (test): 3 image(s), 2 skipped' in log and 'PAMR (test): 3 image(s), 0 skipped' in log
+    assert osp.basename(paths[1])[:-4] + '.npz' in log and osp.basename(paths[2])[:-4] + '.npz' in log
