@@ -56,7 +56,7 @@ def test_malformed_files_name_the_file(tmp_path):
         MaskFileSource(str(d / 'nowhere'))('img.jpg')
 
 
-# ------------------------------------------------------------------------------------------------ painting, resize, crop
+# ------------------------------------------------------------------------------------------- painting, resize, crop
 def test_paint_masks_area_ascending_larger_overwrite():
     big = np.zeros((4, 6), bool)
     big[:, :4] = True  # area 16
