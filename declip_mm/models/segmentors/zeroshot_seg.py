@@ -22,6 +22,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.structures import SegDataSample
 
+from declip_mm.models.task_modules import build_seg_postprocessors, run_seg_postprocess
 from declip_mm.models.utils import text_encoder_from_backbone_file
 from declip_mm.registry import MODELS, SEG_MODELS, register_everywhere
 from .catseg import _build
@@ -63,6 +64,9 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         slide_crop / slide_stride: window and stride (0 crop: whole image at once).
         pad_multiple: crop padding multiple (default: the backbone patch size).
         crops_per_forward: max crops per backbone call.
+        postprocess: list of ``SegPostProcessor`` configs run per image at the original size, e.g.
+            ``[dict(type='PAMR'), dict(type='MaskVote', mask_source=dict(type='MaskFileSource', mask_dir=...))]``
+            (``declip_mm/models/task_modules``).
     """
 
     def __init__(self,
@@ -79,6 +83,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  pad_multiple: Optional[int] = None,
                  crops_per_forward: int = 16,
                  save_seg_logits: bool = False,
+                 postprocess: Optional[Sequence[dict]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -100,6 +105,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.crops_per_forward = crops_per_forward
         self.save_seg_logits = save_seg_logits
         self.align_corners = False
+        self.postprocess = build_seg_postprocessors(postprocess)
 
     # ------------------------------------------------------------------------------------------------ pieces
     def query_embeddings(self) -> torch.Tensor:
@@ -162,7 +168,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             with torch.no_grad():
                 logits = self.slide_logits(inputs[i, :, :h, :w], text)
                 logits = F.interpolate(logits[None], size=ori, mode='bilinear', align_corners=False)[0]
-                label, probs = self.postprocess_probs(logits)
+                label, probs = run_seg_postprocess(self.postprocess, logits, inputs[i, :, :h, :w], ds,
+                                                   self.postprocess_probs)
             ds.set_data(dict(pred_sem_seg=PixelData(data=label)))
             if self.save_seg_logits:
                 ds.set_data(dict(seg_logits=PixelData(data=probs)))
