@@ -370,6 +370,20 @@ def test_lvis_test_pipeline_on_a_photo_pads_to_square_with_zeros():
     np.testing.assert_allclose(packed['data_samples'].scale_factor, (874 / 512, 1024 / 600))
 
 
+def test_exif_orientation_is_ignored_as_the_original(tmp_path):
+    """The original reads images with PIL without applying the EXIF orientation (boxes refer to the stored pixels);
+    mmcv's default 'color' would rotate such an image."""
+    from PIL import Image
+    path = str(tmp_path / 'rotated.jpg')
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(path, exif=exif.tobytes())
+    for name in ('ov_coco_ms_480_800.py', 'ov_lvis_1024.py', 'ov_shapes_synthetic.py'):
+        cfg = _cfg(name)
+        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
+            assert Compose(pipe[:1])(dict(img_path=path))['img'].shape[:2] == (30, 50), name
+
+
 def test_config_pipelines_keep_pseudo_rows_over_random_draws():
     """Every random branch of the OV-COCO and OV-LVIS train pipelines: each output box keeps its own (label,
     pseudo, weight) row (unique weights make a misalignment visible)."""

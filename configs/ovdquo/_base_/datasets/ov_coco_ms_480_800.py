@@ -1,9 +1,9 @@
 # OV-COCO data for OV-DQUO's ResNet recipe (CLIP RN50 / RN50x4), as the original (datasets/ov_coco.py):
 #   train: horizontal flip 0.5, then with probability 0.5 resize the short side to one of 480, 512, ..., 800 (long
 #   side <= 1333), otherwise short side to 400 / 500 / 600 -> random crop with h, w in [384, min(side, 600)] -> the
-#   same multi-scale resize; test: short side 800, long side <= 1333.  DETR's resize rounding (DETRResize) and PIL
-#   decoding / antialiased bilinear resizing (imdecode_backend / backend 'pillow'), so the pixels equal the
-#   original's.  CLIP mean / std.  The batch is padded bottom-right to its largest image AFTER normalisation
+#   same multi-scale resize; test: short side 800, long side <= 1333.  DETR's resize rounding (DETRResize), PIL
+#   decoding without EXIF rotation and PIL's antialiased bilinear resizing (color_ignore_orientation, backends
+#   'pillow'), so the pixels equal the original's.  CLIP mean / std.  The batch is padded bottom-right to its largest image AFTER normalisation
 #   (data_preprocessor below, pad_value 0), as the original pads the normalised tensor with 0.
 # Open-world pseudo boxes (OV-DQUO's OW_COCO_R2.json, see docs/detection.md) are merged into the training images
 # and carried through every transform as gt_instances.pseudo / pseudo_weights.  Images without any box stay (the
@@ -24,7 +24,8 @@ data_preprocessor = dict(
 scales = [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800]
 max_size = 1333
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -43,7 +44,8 @@ train_pipeline = [
     dict(type='PackPseudoDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='DETRResize', scale=800, max_size=max_size, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

@@ -5,7 +5,8 @@ backend_args = None
 resolution = 896
 data_preprocessor = dict(pad_size_divisor=resolution)
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -23,7 +24,8 @@ train_pipeline = [
     dict(type='PackPseudoDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='DETRResize', scale=resolution, max_size=resolution, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

@@ -18,7 +18,7 @@ data_preprocessor = dict(
     pad_value=0)
 scales = [96, 112, 128]
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow'),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -37,7 +37,7 @@ train_pipeline = [
     dict(type='PackPseudoDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow'),
     dict(type='DETRResize', scale=image_size, max_size=image_size, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
