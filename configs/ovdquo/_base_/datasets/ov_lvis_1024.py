@@ -3,8 +3,8 @@
 #   400 / 500 / 600 -> random crop with h, w in [384, min(side, 600)] -> long side R; test: long side R.  Every
 #   image is padded bottom-right to R x R AFTER normalisation (data_preprocessor below: pad_size_divisor=R pads any
 #   image with sides <= R to exactly R x R, pad_value 0), as the original pads the normalised tensor with 0.
-#   DETR's resize rounding and PIL decoding / resizing as the original; ImageNet mean / std (the original's choice
-#   for its EVA-CLIP ViTs).
+#   DETR's resize rounding and PIL decoding (no EXIF rotation) / resizing as the original; ImageNet mean / std (the
+#   original's choice for its EVA-CLIP ViTs).
 # Open-world pseudo boxes (OV-DQUO's OW_LVIS_R3.json) are merged into the training images.  An image left without
 # any box (true or pseudo) after the pipeline is skipped: PseudoFilterAnnotations(drop_empty=True) returns None and
 # mmengine loads another image (the original takes the next index; counted in dataset.num_empty_refetched).
@@ -24,7 +24,8 @@ data_preprocessor = dict(
     pad_size_divisor=resolution,
     pad_value=0)
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -42,7 +43,8 @@ train_pipeline = [
     dict(type='PackPseudoDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         backend_args=backend_args),
     dict(type='DETRResize', scale=resolution, max_size=resolution, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
