@@ -73,9 +73,10 @@ def load_pseudo_labels(path: str) -> Tuple[Dict[int, List[Tuple[List[float], flo
     except json.JSONDecodeError as e:
         raise ValueError(f'{path}: not a json file ({e})') from None
     if not isinstance(anns, list):
+        keys = f' with keys {sorted(anns)[:5]}' if isinstance(anns, dict) else ''
         raise ValueError(f'{path}: a pseudo-label file must be a json list of annotations '
                          f'{{image_id, bbox [x, y, w, h], category_id -1, pseudo 1, weight}}, got a '
-                         f'{type(anns).__name__}' + (f' with keys {sorted(anns)[:5]}' if isinstance(anns, dict) else ''))
+                         f'{type(anns).__name__}{keys}')
     by_image: Dict[int, List[Tuple[List[float], float]]] = defaultdict(list)
     crowd = 0
     for i, a in enumerate(anns):

@@ -3,8 +3,9 @@
 #   side <= 1333), otherwise short side to 400 / 500 / 600 -> random crop with h, w in [384, min(side, 600)] -> the
 #   same multi-scale resize; test: short side 800, long side <= 1333.  DETR's resize rounding (DETRResize), PIL
 #   decoding without EXIF rotation and PIL's antialiased bilinear resizing (color_ignore_orientation, backends
-#   'pillow'), so the pixels equal the original's.  CLIP mean / std.  The batch is padded bottom-right to its largest image AFTER normalisation
-#   (data_preprocessor below, pad_value 0), as the original pads the normalised tensor with 0.
+#   'pillow'), so the pixels equal the original's.  CLIP mean / std.  The batch is padded bottom-right to its
+#   largest image AFTER normalisation (data_preprocessor below, pad_value 0), as the original pads the normalised
+#   tensor with 0.
 # Open-world pseudo boxes (OV-DQUO's OW_COCO_R2.json, see docs/detection.md) are merged into the training images
 # and carried through every transform as gt_instances.pseudo / pseudo_weights.  Images without any box stay (the
 # original keeps every image of the json).  Training labels index the 65 OV-COCO classes (only the 48 base classes
