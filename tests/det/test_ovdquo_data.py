@@ -387,7 +387,6 @@ def test_exif_orientation_is_ignored_as_the_original(tmp_path):
 def test_config_pipelines_keep_pseudo_rows_over_random_draws():
     """Every random branch of the OV-COCO and OV-LVIS train pipelines: each output box keeps its own (label,
     pseudo, weight) row (unique weights make a misalignment visible)."""
-    from mmdet.registry import TRANSFORMS  # noqa: F401
     rng = np.random.default_rng(0)
     W, H = 640, 480
     xy = rng.uniform(0, 560, (30, 2)) * [1, 0.75]
