@@ -1,5 +1,6 @@
-"""Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py, plus text
-embeddings of its class names from the tiny random CLIP text tower.
+"""Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py
+(and configs/ovdquo/_base_/datasets/ov_shapes_synthetic.py), plus text embeddings of its class names from the tiny
+random CLIP text tower and open-world pseudo boxes of the train images (annotations/train_pseudo.json).
 
     python tools/make_synthetic_det.py --out data/synthetic_ov_det [--num-train 32 --num-val 16 --size 128]
 """
@@ -18,9 +19,12 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=128)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-text', action='store_true', help='skip the tiny-CLIP text embeddings')
+    p.add_argument('--no-pseudo', action='store_true',
+                   help='skip annotations/train_pseudo.json (open-world pseudo boxes in OV-DQUO\'s format)')
     args = p.parse_args(argv)
     from declip_mm.datasets.synthetic_det import SYNTH_CLASSES, make_synthetic_ov_det
-    paths = make_synthetic_ov_det(args.out, args.num_train, args.num_val, args.size, args.seed)
+    paths = make_synthetic_ov_det(args.out, args.num_train, args.num_val, args.size, args.seed,
+                                  pseudo=not args.no_pseudo)
     for k, v in paths.items():
         print(f'wrote {v}')
     if not args.no_text:

@@ -22,6 +22,8 @@ from mmdet.datasets.api_wrappers import COCO
 
 from declip_mm.registry import DATASETS, DET_DATASETS, register_everywhere
 
+from .pseudo_labels import PseudoLabelMixin
+
 DATA_ROOT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data')
 
 
@@ -160,7 +162,7 @@ class NameOrderedCOCO(COCO):
 
 
 @register_everywhere(DET_DATASETS, DATASETS)
-class OVCocoDataset(CocoDataset):
+class OVCocoDataset(PseudoLabelMixin, CocoDataset):
     """OV-COCO (OVR-CNN split): mmdet's ``CocoDataset`` over the 65 OV-COCO classes in COCO-id order.
 
     Use with the files written by ``tools/dataset_converters/make_ov_splits.py coco``
@@ -171,6 +173,9 @@ class OVCocoDataset(CocoDataset):
     Labels: the category named ``classes[i]`` gets label i (matched by name, then by category id), independent of
     the order of the json's ``categories`` (mmdet's ``CocoDataset`` uses the json order); every class must be a
     category of the file.
+
+    ``pseudo_ann_file``: open-world pseudo boxes (OV-DQUO's json format, relative to ``data_root``) appended to each
+    image's instances with label -1 (see ``declip_mm.datasets.pseudo_labels``).
     """
     COCOAPI = NameOrderedCOCO
     METAINFO = dict(classes=OV_COCO_CLASSES, base_classes=OV_COCO_BASE_CLASSES,
@@ -197,13 +202,15 @@ class OVCocoDataset(CocoDataset):
 
 
 @register_everywhere(DET_DATASETS, DATASETS)
-class OVLVISV1Dataset(LVISV1Dataset):
+class OVLVISV1Dataset(PseudoLabelMixin, LVISV1Dataset):
     """mmdet's ``LVISV1Dataset`` that refuses an annotation file whose categories are not in the class order.
 
     mmdet (and its ``LVISMetric``) give label i to the i-th category of the json, while the text-embedding rows
     follow ``metainfo['classes']``; the stock ``lvis_v1_*.json`` files list their categories sorted by id, which is
     that order.  A json in any other order would silently mislabel every box, so it fails at load, naming the first
     category out of place.
+
+    ``pseudo_ann_file``: open-world pseudo boxes, as for ``OVCocoDataset``.
     """
 
     @property

@@ -7,11 +7,14 @@ Layout written by :func:`make_synthetic_ov_det` under ``out_dir``::
     annotations/train_base.json   train images, base annotations only, all classes listed (like *_65_cat.json)
     annotations/train_all.json    train images, all annotations
     annotations/val.json          val images, all annotations (evaluate base / novel AP50)
+    annotations/train_pseudo.json open-world pseudo boxes of the train images in OV-DQUO's format (a json list of
+                                  {image_id, bbox xywh, category_id -1, pseudo 1, weight}): every novel object's box,
+                                  jittered, weight 0.6-1.0, plus 0-2 background boxes, weight 0.05-0.4
 """
 import json
 import os
 import os.path as osp
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -93,9 +96,49 @@ def _make_split(out_dir: str, split: str, num: int, size: int, rng: np.random.Ge
     return dict(images=images, annotations=anns, categories=cat_list), aid
 
 
+def make_pseudo_labels(train_all: dict, novel_names: Sequence[str] = SYNTH_NOVEL_CLASSES, seed: int = 0,
+                       jitter: float = 0.1, max_background: int = 2) -> List[dict]:
+    """Open-world pseudo boxes for the train images (OV-DQUO's json format), deterministic for a given seed.
+
+    For every object of a novel class (the ones the base-only training file drops): its box with each edge moved by
+    up to ``jitter`` x its size, weight in [0.6, 1.0]; plus 0..``max_background`` random background boxes per image,
+    weight in [0.05, 0.4].  Boxes stay inside the image and at least 2 px wide and high.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    novel_ids = {c['id'] for c in train_all['categories'] if c['name'] in set(novel_names)}
+    by_img: Dict[int, List[dict]] = {}
+    for a in train_all['annotations']:
+        by_img.setdefault(a['image_id'], []).append(a)
+    out = []
+
+    def box(x1, y1, x2, y2, W, H):
+        x1, y1 = float(np.clip(x1, 0, W - 2)), float(np.clip(y1, 0, H - 2))
+        x2, y2 = float(np.clip(x2, x1 + 2, W)), float(np.clip(y2, y1 + 2, H))
+        return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
+
+    for im in train_all['images']:
+        W, H = im['width'], im['height']
+        for a in by_img.get(im['id'], ()):
+            if a['category_id'] not in novel_ids:
+                continue
+            x, y, w, h = a['bbox']
+            d = rng.uniform(-jitter, jitter, 4) * np.array([w, h, w, h])
+            out.append(dict(image_id=im['id'], bbox=box(x + d[0], y + d[1], x + w + d[2], y + h + d[3], W, H),
+                            category_id=-1, pseudo=1, weight=round(float(rng.uniform(0.6, 1.0)), 4)))
+        for _ in range(int(rng.integers(0, max_background + 1))):
+            bw, bh = rng.uniform(0.1, 0.4, 2) * np.array([W, H])
+            x1, y1 = rng.uniform(0, W - bw), rng.uniform(0, H - bh)
+            out.append(dict(image_id=im['id'], bbox=box(x1, y1, x1 + bw, y1 + bh, W, H), category_id=-1, pseudo=1,
+                            weight=round(float(rng.uniform(0.05, 0.4)), 4)))
+    return out
+
+
 def make_synthetic_ov_det(out_dir: str, num_train: int = 32, num_val: int = 16, size: int = 128,
-                          seed: int = 0) -> Dict[str, str]:
-    """Write the synthetic set (deterministic for a given seed); returns the annotation file paths."""
+                          seed: int = 0, pseudo: bool = True) -> Dict[str, str]:
+    """Write the synthetic set (deterministic for a given seed); returns the annotation file paths.
+
+    ``pseudo``: also write ``annotations/train_pseudo.json`` (:func:`make_pseudo_labels`, key ``train_pseudo``).
+    """
     from .ov_detection import make_ov_coco_split
     rng = np.random.default_rng(seed)
     ann_dir = osp.join(out_dir, 'annotations')
@@ -105,6 +148,8 @@ def make_synthetic_ov_det(out_dir: str, num_train: int = 32, num_val: int = 16, 
     cats = synth_categories()
     files = dict(train_base=make_ov_coco_split(train, 'base', categories=cats, all_categories=True),
                  train_all=train, val=make_ov_coco_split(val, 'all', categories=cats, all_categories=True))
+    if pseudo:
+        files['train_pseudo'] = make_pseudo_labels(train, seed=seed)
     paths = {}
     for k, obj in files.items():
         paths[k] = osp.join(ann_dir, f'{k}.json')
