@@ -149,10 +149,22 @@ class DeCLIPTextEncoder(BaseModule):
             if self.show_progress:
                 print(f'encoding {num_k} names x {num_p} templates on {device}'
                       + (f' (cached afterwards in {self.cache_dir})' if path else ''), flush=True)
-            emb = open_clip.build_zero_shot_classifier(
-                self.clip, self.tokenizer, list(class_names), [partial(formatter, t) for t in templates],
-                num_classes_per_batch=max(1, self.batch_size // num_p), device=device,
-                use_tqdm=self.show_progress).t().contiguous()
+            per_call = max(1, self.batch_size // num_p)  # names per text-tower call
+            bar = None
+            if self.show_progress:
+                from tqdm import tqdm
+                bar = tqdm(total=num_k, unit='name', dynamic_ncols=True)
+            parts = []
+            for i in range(0, num_k, per_call):  # open_clip's zero-shot classifier, one batch of names a call
+                chunk = list(class_names[i:i + per_call])
+                parts.append(open_clip.build_zero_shot_classifier(
+                    self.clip, self.tokenizer, chunk, [partial(formatter, t) for t in templates],
+                    num_classes_per_batch=per_call, device=device).t())
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+            emb = torch.cat(parts).contiguous()
             if path:
                 self._disk_save(path, emb, class_names, sentences)
         else:
