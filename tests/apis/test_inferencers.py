@@ -212,3 +212,23 @@ def test_vocabulary_parsing(tmp_path):
     e.write_text('\n \n')
     with pytest.raises(ValueError, match='empty vocabulary'):
         parse_vocabulary(str(e))
+
+
+def test_readme_python_inference_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's Python inference block, exactly as printed, in a folder with photos/ and photo.jpg."""
+    import re
+    import shutil
+    from .conftest import REPO, photo_path
+    text = open(osp.join(REPO, 'README.md'), encoding='utf-8').read()
+    blocks = [b for b in re.findall(r'```python\n(.*?)```', text, re.S) if 'OVDetInferencer(' in b]
+    assert len(blocks) == 1
+    (tmp_path / 'photos').mkdir()
+    shutil.copy(photo_path(), tmp_path / 'photos' / 'hopper.jpg')
+    shutil.copy(photo_path(), tmp_path / 'photo.jpg')
+    (tmp_path / 'configs').symlink_to(osp.join(REPO, 'configs'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('DECLIP_MM_TEXT_CACHE', str(tmp_path / 'cache'))
+    with pytest.warns(UserWarning, match='random weights'):
+        exec(compile(blocks[0], 'README.md', 'exec'), {})
+    printed = capsys.readouterr().out
+    assert "['sky', 'road']" in printed and osp.isfile(tmp_path / 'out' / 'det' / 'vis' / 'hopper.jpg')
