@@ -199,6 +199,9 @@ def main(argv=None):
         if done or complete:
             out = record(complete)
     res = inferencer.last_result
+    if not done:
+        fail(f'none of the {len(res["skipped"])} image(s) could be read: ' +
+             '; '.join(f'{s["input"]}: {s["error"]}' for s in res['skipped'][:3]).replace('\n', ' '))
     print(f'{len(done)} image(s) -> {args.out_dir}/ (' + ', '.join(
         x for x, on in (('vis/', not args.no_save_vis), ('preds/' if args.kind == 'det' else 'pred/',
                                                         not args.no_save_pred), ('predictions.json', True)) if on)

@@ -180,7 +180,7 @@ def test_d7_user_errors_are_one_line_and_found_before_the_build(tmp_path, photo,
         (['zeroshot', ZS_CFG, str(tmp_path / 'nope.jpg'), '--texts', 'cat'], 'not found'),
         (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--batch-size', '0'], 'batch-size'),
         (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--out-dir', str(a_file)], 'is a file'),
-        (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--device', 'cuda:7'], 'cuda'),
+        (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--device', 'cuda:99'], 'cuda'),
         (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--device', 'gpu'], 'device'),
         (['zeroshot', ZS_CFG, photo, '--texts', 'cat', '--weights', str(tmp_path / 'w.pth')], 'not found'),
     ]
@@ -193,6 +193,17 @@ def test_d7_user_errors_are_one_line_and_found_before_the_build(tmp_path, photo,
         assert e.value.code not in (0, None) and '\n' not in text.strip(), argv
         assert __import__('re').search(msg, text), (argv, text)
     assert not osp.exists(out)  # nothing written on a refused run
+
+
+def test_d7_no_readable_image_is_an_error(tmp_path, infer_tool):
+    bad = tmp_path / 'broken.jpg'
+    bad.write_bytes(b'not an image')
+    out = str(tmp_path / 'o')
+    with pytest.raises(SystemExit, match='none of the 1 image.*broken.jpg'), pytest.warns(UserWarning):
+        infer_tool.main(['zeroshot', ZS_CFG, str(bad), '--texts', 'cat', '--out-dir', out, '--device', 'cpu',
+                         '--cache-dir', ''])
+    with open(osp.join(out, 'predictions.json'), encoding='utf-8') as f:
+        assert json.load(f)['skipped'][0]['input'] == str(bad)
 
 
 def test_d7_api_batch_size_and_empty_folder(tmp_path):
