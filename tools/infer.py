@@ -189,9 +189,7 @@ def main(argv=None):
         inferencer(images, **kw)
         complete = True
     except (ValueError, FileNotFoundError) as e:
-        if done:
-            record(False)
-        fail(e)
+        fail(e)  # what was done is still written (finally)
     except KeyboardInterrupt:
         print(f'\ninterrupted after {len(done)} image(s); what was done is in {args.out_dir}', file=sys.stderr)
         raise

@@ -203,7 +203,6 @@ class OVInferencerMixin:
     Subclasses define ``pred2dict``, ``_save_pred``, ``_draw`` and ``set_vocabulary``.
     """
 
-    task = ''
     pred_subdir = ''
 
     def _init_collate(self, cfg):

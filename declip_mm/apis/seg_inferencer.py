@@ -176,9 +176,9 @@ class OVSegInferencer(OVInferencerMixin, MMSegInferencer):
                     m.prob_thd, m.background_index = cfg_state['prob_thd'], cfg_state['background_index']
                     if self._prob_thd is not None:
                         m.prob_thd = self._prob_thd
-            if hasattr(m, 'query_embeddings'):  # computed (or read from the cache) now
+            if hasattr(m, 'query_embeddings'):  # computed (or read from the cache) now, not in the first forward
                 m.query_embeddings()
-            else:
+            elif hasattr(m, 'text_embeddings'):
                 m.text_embeddings(m.test_class_names)
         names = list(vocab.names)
         bc = getattr(m, 'background_collapse', None)
