@@ -208,7 +208,13 @@ def main(argv=None):
     return out
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 if __name__ == '__main__':
+    import signal
+    signal.signal(signal.SIGTERM, _stop)  # a killed job (e.g. a scheduler's time limit) also keeps what was done
     try:
         main()
     except KeyboardInterrupt:
