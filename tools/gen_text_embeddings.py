@@ -1,4 +1,4 @@
-"""Generate CLIP text embeddings of class names for F-ViT heads (ViLD's 63 templates + "background").
+r"""Generate CLIP text embeddings of class names for F-ViT heads (ViLD's 63 templates + "background").
 
     # class names from an annotation file (COCO / LVIS json: every category, sorted by id), a preset
     # (ov_coco, coco, lvis_v1, objects365v1, objects365v2), a .txt file (one name a line) or a comma list
@@ -57,7 +57,6 @@ def main(argv=None):
     enc.to(args.device)
     enc.show_progress = not args.no_progress  # tqdm bar over class batches (open_clip's zero-shot classifier)
     templates = dict(vild=VILD_TEMPLATES, imagenet=IMAGENET_TEMPLATES, single=(SINGLE_TEMPLATE, ))[args.templates]
-    print(f'encoding {len(names) + 1} names x {len(templates)} templates on {args.device}', flush=True)
     emb = generate_text_embeddings(enc, names, templates, this_is=not args.no_this_is, chunk=len(names) + 1)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save(dict(emb), args.out)

@@ -109,7 +109,7 @@ def stage_infer(out_dir):
     import infer as infer_tool
     photo = sample_photo()
     runs = [('det', osp.join(ROOT, 'configs', 'fvit', 'fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py'),
-             _latest(osp.join(out_dir, 'det', 'epoch_*.pth')), ['--score-thr', '0.3']),
+             _latest(osp.join(out_dir, 'det', 'epoch_*.pth')), ['--pred-score-thr', '0.3']),
             ('seg', osp.join(ROOT, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py'),
              _latest(osp.join(out_dir, 'catseg', 'iter_*.pth')), []),
             ('zeroshot', osp.join(ROOT, 'configs', 'zeroshot_seg', 'trainingfree_tiny-eva02_ov-scenes-synthetic.py'), None,
@@ -121,13 +121,14 @@ def stage_infer(out_dir):
                   'random weights')
         work = osp.join(out_dir, 'infer', kind)
         extra = extra if extra != ['--cfg-options'] else []  # no distilled backbone: nothing to override
-        out = infer_tool.main([kind, cfg] + ([ckpt] if ckpt else []) + [photo, '--texts', INFER_TEXTS,
-                              '--out-dir', work, '--device', 'cpu',
-                              '--cache-dir', osp.join(out_dir, 'infer', 'text_cache')] + extra)
+        out = infer_tool.main([kind, cfg, photo] + (['--weights', ckpt] if ckpt else []) + [
+            '--texts', INFER_TEXTS, '--out-dir', work, '--device', 'cpu',
+            '--cache-dir', osp.join(out_dir, 'infer', 'text_cache')] + extra)
         pred = out['predictions'][0]
-        if kind == 'det':
-            top = ', '.join(f'{n} {s:.2f}' for n, s in list(zip(pred['labels'], pred['scores']))[:3])
-            parts.append(f'det {len(pred["labels"])} boxes ({top or "none above 0.3"})')
+        if kind == 'det':  # every box is in the predictions; the picture shows those above --pred-score-thr
+            shown = [(n, s) for n, s in zip(pred['label_names'], pred['scores']) if s >= 0.3]
+            top = ', '.join(f'{n} {s:.2f}' for n, s in shown[:3])
+            parts.append(f'det {len(shown)} boxes above 0.3 ({top or "none"})')
         else:
             top = sorted(pred['present'].items(), key=lambda kv: -kv[1])[:3]
             parts.append(f'{kind} ' + ', '.join(f'{n} {100 * f:.0f}%' for n, f in top))

@@ -21,7 +21,7 @@ from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', nargs='?', default=None,
                    help='checkpoint file (optional for training-free models)')

@@ -1,14 +1,15 @@
-"""Open-vocabulary detection inference with F-ViT: your images, your class names (mmdet ``DetInferencer`` based)."""
+"""Open-vocabulary detection inference: your images, your class names (mmdet ``DetInferencer`` based)."""
 import copy
 import os.path as osp
 import warnings
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from mmdet.apis import DetInferencer
 
-from .base import OVInferencerMixin, drop_missing_init_files, load_fitting_checkpoint, palette_for
+from .base import (OVInferencerMixin, check_device, check_weights_present, drop_missing_init_files, dump_json,
+                   load_fitting_checkpoint, palette_for)
 from .vocabulary import Vocabulary, parse_vocabulary
 
 __all__ = ['OVDetInferencer']
@@ -16,8 +17,18 @@ __all__ = ['OVDetInferencer']
 BACKGROUND = 'background'
 
 
+def _text_box_head(model_cfg):
+    """The config of the box head that classifies with text embeddings (``roi_head.bbox_head.text_embeddings``)."""
+    head = (model_cfg.get('roi_head') or {}).get('bbox_head') if isinstance(model_cfg, dict) else None
+    if not isinstance(head, dict) or 'text_embeddings' not in head:
+        raise ValueError('OVDetInferencer needs an open-vocabulary detector whose box head classifies with text '
+                         'embeddings (model.roi_head.bbox_head.text_embeddings, as F-ViT); got model.type '
+                         f'{model_cfg.get("type") if isinstance(model_cfg, dict) else model_cfg!r}')
+    return head
+
+
 class OVDetInferencer(OVInferencerMixin, DetInferencer):
-    """F-ViT with a free vocabulary.
+    """An open-vocabulary detector (F-ViT) with a free vocabulary, called like mmdet's ``DetInferencer``.
 
     Text embeddings are computed with the CLIP text tower of the backbone's CLIP and F-ViT's recipe (63 ViLD
     templates, "This is" rule, synonyms averaged, plus a ``background`` row), cached in memory and on disk
@@ -26,44 +37,76 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
     (``alpha``).
 
     Args:
-        model: config path / Config of an F-ViT model.
+        model: config path / Config of a detector whose box head takes ``text_embeddings`` (F-ViT).
         weights: trained checkpoint (must fit the config; None: random weights, warns).
-        device: e.g. ``'cpu'``, ``'cuda:0'`` (default: mmengine's choice).
+        device: e.g. ``'cpu'``, ``'cuda:0'`` (default: mmengine's choice); checked before anything is built.
         text_checkpoint: CLIP file holding the text tower (default: the backbone's checkpoint; DeCLIP backbone
             exports hold only the image tower, so pass the original CLIP file then).
         text_seed: seed of the random text tower when the config's backbone has no checkpoint (tiny configs).
         cache_dir: on-disk text-embedding cache ('' disables; default ``~/.cache/declip_mm/text_embeddings``).
-        show_progress: progress bar over the images of a call.
+        show_progress: progress bars over the images and over the text batches of a newly encoded vocabulary.
 
-    Call: ``inferencer(images, texts='cat, dog', base_texts=None, pred_score_thr=0.3, out_dir='', ...)`` ->
-    ``dict(predictions=[{input, labels (names), label_ids, scores, bboxes (x1, y1, x2, y2) clipped to the image}],
-    skipped=[...],
-    classes=[...])`` (+ ``datasamples``, the mmdet ``DetDataSample``s, with ``return_datasamples=True``).
+    Call: as ``DetInferencer.__call__`` (``batch_size``, ``return_vis``, ``show``, ``wait_time``, ``no_save_vis``,
+    ``draw_pred``, ``pred_score_thr`` (drawing only), ``return_datasamples``, ``print_result``, ``no_save_pred``
+    (default True), ``out_dir``) plus ``texts`` (see :func:`declip_mm.apis.parse_vocabulary`; None: the config's
+    classes), ``base_texts``, ``progress`` and ``on_result`` (called with each image's dict as it finishes) ->
+    ``dict(predictions=[{labels (int), label_names, scores, bboxes (x1, y1, x2, y2), input}], visualization=[RGB
+    arrays when return_vis], classes=[...], skipped=[{input, error}])``; with ``return_datasamples`` the
+    predictions are mmdet ``DetDataSample``s.  Files: ``out_dir/vis/<name><ext>`` and
+    ``out_dir/preds/<name>.json`` (``name``: :func:`declip_mm.apis.base.output_names`), each written as its image
+    finishes.
     """
+
+    pred_subdir = 'preds'
 
     def __init__(self, model, weights: Optional[str] = None, device: Optional[str] = None,
                  text_checkpoint: Optional[str] = None, text_seed: int = 0, cache_dir: Optional[str] = None,
-                 show_progress: bool = True, scope: str = 'mmdet') -> None:
+                 show_progress: bool = True, scope: str = 'mmdet', palette: str = 'none') -> None:
         import declip_mm  # noqa: F401  (registers the models)
+        import declip_mm.visualization  # noqa: F401
+        check_device(device)
         self._text_checkpoint = text_checkpoint
         self._text_seed = text_seed
         self._init_text_cache(cache_dir)
         self._vocab_key = None
-        super().__init__(model=model, weights=weights, device=device, scope=scope, palette='none',
+        self.label_names = []
+        super().__init__(model=model, weights=weights, device=device, scope=scope, palette=palette,
                          show_progress=show_progress)
+        self.text_encoder.show_progress = show_progress
 
     # ----------------------------------------------------------------------------------------------- building
+    @staticmethod
+    def config_vocabulary(cfg) -> Vocabulary:
+        """The config's classes (``roi_head.bbox_head.class_names`` or ``class0``, ``class1``, ...), no build."""
+        from declip_mm.datasets.ov_detection import resolve_class_names
+        head = _text_box_head(cfg.model)
+        names = resolve_class_names(head.get('class_names')) or [f'class{i}' for i in range(head.num_classes)]
+        return Vocabulary([[n] for n in names])
+
+    @classmethod
+    def check_vocabulary(cls, cfg, texts=None, base_texts=None):
+        """``(vocabulary, base names)`` for ``texts`` (None: the config's classes) and ``base_texts``, or
+        ``ValueError`` / ``FileNotFoundError`` naming the problem; needs the config only (no model build)."""
+        config_vocab = cls.config_vocabulary(cfg)  # also: is this a config of a text-classifying detector?
+        vocab = parse_vocabulary(texts) if texts is not None else config_vocab
+        if any(s.strip().lower() == BACKGROUND for syn in vocab.synonyms for s in syn):
+            raise ValueError(f'"{BACKGROUND}" is reserved for the detector\'s background row; remove it from texts')
+        base = parse_vocabulary(base_texts).names if base_texts else []
+        unknown = [b for b in base if b not in vocab.names]
+        if unknown:
+            where = 'the texts' if texts is not None else \
+                'the config\'s classes (' + ', '.join(vocab.names[:8]) + (', ...' if len(vocab) > 8 else '') + \
+                '; give texts too)'
+            raise ValueError(f'base texts not in the vocabulary: {unknown}; they must be among {where}')
+        return vocab, base
+
     def _init_model(self, cfg, weights: Optional[str], device: str = 'cpu'):
         from mmdet.registry import MODELS
         model_cfg = copy.deepcopy(cfg.model)
-        if model_cfg.get('type') != 'FViT':
-            raise ValueError(f'OVDetInferencer needs an F-ViT config (model.type FViT), got {model_cfg.get("type")}')
+        self._config_vocab = self.config_vocabulary(cfg)
         config_ckpt = model_cfg.backbone.get('checkpoint')
         drop_missing_init_files(model_cfg, weights)
-        bbox_head = model_cfg.roi_head.bbox_head
-        from declip_mm.datasets.ov_detection import resolve_class_names
-        self._config_classes = resolve_class_names(bbox_head.get('class_names')) or \
-            [f'class{i}' for i in range(bbox_head.num_classes)]
+        bbox_head = _text_box_head(model_cfg)
         bbox_head.text_embeddings = None  # computed from the vocabulary with the text tower (set_vocabulary)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='TextEmbeddingClassifier: no text embeddings given')
@@ -72,12 +115,14 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
             load_fitting_checkpoint(model, weights, getattr(cfg, 'filename', None) or 'the config')
         else:
             warnings.warn('OVDetInferencer: no checkpoint given, the detector has random weights')
+        check_weights_present(model)  # a CLIP file named in the config is absent: fail now, not after encoding
         if str(device).startswith('cpu'):
             from mmengine.model import revert_sync_batchnorm
             model = revert_sync_batchnorm(model)
         model.cfg = cfg
         model.to(device).eval()
         self.text_encoder = self._build_text_encoder(model_cfg.backbone, config_ckpt).to(device).eval()
+        check_weights_present(self.text_encoder)
         self.text_encoder.cache_dir = self.cache_dir
         return model
 
@@ -110,8 +155,12 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
 
     def _init_visualizer(self, cfg):
         # mmengine's (DetInferencer's reads model.dataset_meta, which set_vocabulary writes later); an own instance
-        # name, so that a Runner built later in the same process gets its own visualizer, not ours
+        # name, so that a Runner built later in the same process gets its own visualizer, not ours.  mmdet's
+        # DetLocalVisualizer becomes OVDetLocalVisualizer (draws names matplotlib's font has no glyphs for).
         if 'visualizer' in cfg:
+            cfg = copy.deepcopy(cfg)
+            if cfg.visualizer.get('type') in ('DetLocalVisualizer', 'mmdet.DetLocalVisualizer'):
+                cfg.visualizer.type = 'OVDetLocalVisualizer'
             cfg.visualizer.name = f'ov_det_inferencer_{id(self)}'
             cfg.visualizer.vis_backends = None  # pictures are written to out_dir/vis directly
         return super(DetInferencer, self)._init_visualizer(cfg)
@@ -123,14 +172,9 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         ``texts=None``: the config's class names.  ``base_texts``: names of ``texts`` that the detector saw in
         training (ensemble exponent ``alpha``); all other classes are novel (``beta``).
         """
-        vocab = parse_vocabulary(texts) if texts is not None else Vocabulary([[n] for n in self._config_classes])
-        if any(s.strip().lower() == BACKGROUND for syn in vocab.synonyms for s in syn):
-            raise ValueError(f'"{BACKGROUND}" is reserved for F-ViT\'s background row; remove it from texts')
-        base = parse_vocabulary(base_texts).names if base_texts else []
-        unknown = [b for b in base if b not in vocab.names]
-        if unknown:
-            raise ValueError(f'base_texts not in the vocabulary: {unknown}')
-        key = (tuple(map(tuple, vocab.synonyms)), tuple(base))
+        vocab, base = self.check_vocabulary(self.cfg, texts, base_texts) if texts is not None or base_texts else \
+            (self._config_vocab, [])
+        key = (vocab.key(), tuple(base))
         if key == self._vocab_key:
             return vocab
         from declip_mm.models.text.templates import VILD_TEMPLATES, vild_formatter
@@ -155,24 +199,34 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         if self.visualizer is not None:
             self.visualizer.dataset_meta = meta
         self.vocabulary, self._vocab_key = vocab, key
+        self.label_names = list(vocab.names)
         return vocab
 
     # ----------------------------------------------------------------------------------------------- call
-    def __call__(self, inputs, texts: Union[None, str, Sequence] = None, base_texts=None, batch_size: int = 1,
-                 pred_score_thr: float = 0.3, out_dir: str = '', show: bool = False, wait_time: float = 0,
-                 return_datasamples: bool = False, progress: Optional[bool] = None) -> dict:
-        """``inputs``: an image path, a folder, an array (BGR) or a list of them; ``texts``: see
-        :func:`declip_mm.apis.parse_vocabulary` (None: the config's classes).  Pictures go to ``out_dir/vis``."""
-        def to_dict(pred):
-            names = self.vocabulary.names
-            inst = pred.pred_instances
-            keep = inst.scores >= pred_score_thr
-            labels = inst.labels[keep].tolist()
-            return dict(labels=[names[i] for i in labels], label_ids=labels, scores=inst.scores[keep].tolist(),
-                        bboxes=inst.bboxes[keep].tolist())
+    def __call__(self, inputs, batch_size: int = 1, return_vis: bool = False, show: bool = False,
+                 wait_time: float = 0, no_save_vis: bool = False, draw_pred: bool = True,
+                 pred_score_thr: float = 0.3, return_datasamples: bool = False, print_result: bool = False,
+                 no_save_pred: bool = True, out_dir: str = '', texts: Union[None, str, Sequence] = None,
+                 base_texts: Union[None, str, Sequence] = None, progress: Optional[bool] = None,
+                 on_result: Optional[Callable[[dict], None]] = None) -> dict:
+        """``inputs``: an image path, a folder, an array (BGR) or a list of them.  See the class docstring."""
+        return self._run(inputs, texts, dict(base_texts=base_texts), batch_size=batch_size, out_dir=out_dir,
+                         img_out_dir='vis', pred_out_dir=self.pred_subdir, return_vis=return_vis, show=show,
+                         wait_time=wait_time, draw_pred=draw_pred, no_save_vis=no_save_vis,
+                         no_save_pred=no_save_pred, return_datasamples=return_datasamples,
+                         print_result=print_result, progress=progress, on_result=on_result,
+                         vis_kwargs=dict(pred_score_thr=pred_score_thr))
 
-        return self._run(inputs, texts, batch_size, out_dir, show, wait_time, return_datasamples, progress,
-                         dict(pred_score_thr=pred_score_thr), to_dict, base_texts=base_texts)
+    def pred2dict(self, data_sample, pred_out_dir: str = '') -> dict:
+        """mmdet's dict (``labels`` int, ``scores``, ``bboxes``; every prediction, not thresholded) plus
+        ``label_names``."""
+        inst = data_sample.pred_instances
+        labels = [int(i) for i in inst.labels.tolist()]
+        return dict(labels=labels, scores=inst.scores.tolist(), bboxes=inst.bboxes.tolist(),
+                    label_names=[self.label_names[i] for i in labels])
+
+    def _save_pred(self, d: dict, pred, pred_dir: str, name: str, out_dir: str) -> None:
+        dump_json(d, osp.join(pred_dir, name + '.json'))
 
     def forward(self, inputs, **kwargs):
         """``model.test_step``, boxes clipped to the original image (test pipelines that ``Pad`` let boxes reach
@@ -185,10 +239,10 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
             b[:, 1::2] = b[:, 1::2].clamp(0, h)
         return preds
 
-    def _draw(self, inp, pred, name, show, wait_time, vis_dir, pred_score_thr=0.3):
+    def _draw(self, inp, pred, name, show=False, wait_time=0, draw_pred=True, out_file=None, pred_score_thr=0.3):
         if self.visualizer is None:
             raise ValueError('pictures need a "visualizer" in the config (mmdet default_runtime has one)')
         img = self._read_rgb(inp)
-        self.visualizer.add_datasample(name, img, pred, draw_gt=False, show=show, wait_time=wait_time,
-                                       pred_score_thr=pred_score_thr,
-                                       out_file=osp.join(vis_dir, name) if vis_dir else None)
+        self.visualizer.add_datasample(name, img, pred, draw_gt=False, draw_pred=draw_pred, show=show,
+                                       wait_time=wait_time, pred_score_thr=pred_score_thr, out_file=out_file)
+        return self.visualizer.get_image()

@@ -14,6 +14,17 @@ DET_CLASSES = ['circle', 'square', 'triangle', 'cross', 'ring', 'diamond']
 DET_NOVEL = ['triangle', 'ring']
 
 
+@pytest.fixture(scope='module', autouse=True)
+def _restore_default_scope():
+    """Inferencers set mmengine's global default scope (mmdet / mmseg); tests of other folders must not inherit the
+    last one a module here left behind."""
+    from mmengine.registry import DefaultScope
+    before = set(DefaultScope._instance_dict)
+    yield
+    for name in [n for n in DefaultScope._instance_dict if n not in before]:
+        DefaultScope._instance_dict.pop(name)
+
+
 def load_tool(rel_path: str):
     path = osp.join(REPO, rel_path)
     spec = importlib.util.spec_from_file_location('tool_' + osp.splitext(osp.basename(path))[0], path)
@@ -54,11 +65,11 @@ def load_cfg(path, **opts):
 
 def build(cfg_model, scope):
     import declip_mm  # noqa: F401
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from declip_mm.registry import DET_MODELS, SEG_MODELS
-    init_default_scope(scope)
     reg = DET_MODELS if scope == 'mmdet' else SEG_MODELS
-    return reg.build(copy.deepcopy(cfg_model))
+    with DefaultScope.overwrite_default_scope(scope):  # not left behind for other tests
+        return reg.build(copy.deepcopy(cfg_model))
 
 
 @pytest.fixture(scope='session')

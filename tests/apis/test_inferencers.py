@@ -46,7 +46,8 @@ def _same_dets(res_dict, ref_sample, names):
     assert len(res_dict['scores']) == len(inst.scores) > 0
     assert np.allclose(res_dict['bboxes'], boxes, atol=1e-3)
     assert np.allclose(res_dict['scores'], inst.scores.numpy(), atol=1e-5)
-    assert res_dict['labels'] == [names[i] for i in inst.labels.tolist()]
+    assert res_dict['labels'] == inst.labels.tolist() and all(isinstance(i, int) for i in res_dict['labels'])
+    assert res_dict['label_names'] == [names[i] for i in inst.labels.tolist()]
 
 
 def test_det_config_vocabulary_equals_config_model(det_ckpt, det_text_file, photo):
@@ -70,8 +71,7 @@ def test_det_free_vocabulary(det_ckpt, photo, tmp_path):
     detections equal an F-ViT built for exactly these classes."""
     from declip_mm.apis import OVDetInferencer
     inf = OVDetInferencer(DET_CFG, det_ckpt, device='cpu', cache_dir=str(tmp_path / 'c'), show_progress=False)
-    res = inf(photo, texts='cat, dog; puppy', pred_score_thr=0.0, out_dir=str(tmp_path / 'out'),
-              return_datasamples=True)
+    res = inf(photo, texts='cat, dog; puppy', pred_score_thr=0.0, out_dir=str(tmp_path / 'out'))
     head = inf.model.roi_head.bbox_head
     enc = inf.text_encoder
     cat, dog, puppy, bg = (_hand_vild(enc, n) for n in ('cat', 'dog', 'puppy', 'background'))
@@ -87,7 +87,7 @@ def test_det_free_vocabulary(det_ckpt, photo, tmp_path):
     ref.load_state_dict(torch.load(det_ckpt)['state_dict'])
     ref.eval()
     _same_dets(res['predictions'][0], _det_forward(ref, cfg, photo), ['cat', 'dog'])
-    assert set(res['predictions'][0]['labels']) <= {'cat', 'dog'}
+    assert set(res['predictions'][0]['label_names']) <= {'cat', 'dog'}
     # the picture: the photo with boxes drawn, through DetLocalVisualizer
     import mmcv
     pic = mmcv.imread(str(tmp_path / 'out' / 'vis' / 'grace_hopper.jpg'))
@@ -114,7 +114,7 @@ def test_det_bad_input(det_ckpt, catseg_ckpt, photo_dir, tmp_path):
             inf(photo_dir, texts=empty)
     with pytest.raises(ValueError, match='reserved'):
         inf(photo_dir, texts='cat, background')
-    with pytest.raises(ValueError, match='base_texts not in the vocabulary'):
+    with pytest.raises(ValueError, match='base texts not in the vocabulary'):
         inf(photo_dir, texts='cat', base_texts='dog')
     with pytest.warns(UserWarning, match='b_broken.jpg'):
         res = inf(photo_dir, texts='cat, dog')
@@ -151,7 +151,7 @@ def test_catseg_free_vocabulary(catseg_ckpt, photo, tmp_path):
     ids, counts = np.unique(expect, return_counts=True)
     assert got['present'] == pytest.approx({['person', 'wall', 'flag'][i]: c / expect.size
                                             for i, c in zip(ids, counts)})
-    pic = mmcv.imread(str(tmp_path / 'vis' / 'grace_hopper.png'))
+    pic = mmcv.imread(str(tmp_path / 'vis' / 'grace_hopper.jpg'))
     assert pic.shape[0] == expect.shape[0] and pic.shape[1] > expect.shape[1]  # overlay + legend panel
 
 
@@ -212,3 +212,23 @@ def test_vocabulary_parsing(tmp_path):
     e.write_text('\n \n')
     with pytest.raises(ValueError, match='empty vocabulary'):
         parse_vocabulary(str(e))
+
+
+def test_readme_python_inference_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's Python inference block, exactly as printed, in a folder with photos/ and photo.jpg."""
+    import re
+    import shutil
+    from .conftest import REPO, photo_path
+    text = open(osp.join(REPO, 'README.md'), encoding='utf-8').read()
+    blocks = [b for b in re.findall(r'```python\n(.*?)```', text, re.S) if 'OVDetInferencer(' in b]
+    assert len(blocks) == 1
+    (tmp_path / 'photos').mkdir()
+    shutil.copy(photo_path(), tmp_path / 'photos' / 'hopper.jpg')
+    shutil.copy(photo_path(), tmp_path / 'photo.jpg')
+    (tmp_path / 'configs').symlink_to(osp.join(REPO, 'configs'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('DECLIP_MM_TEXT_CACHE', str(tmp_path / 'cache'))
+    with pytest.warns(UserWarning, match='random weights'):
+        exec(compile(blocks[0], 'README.md', 'exec'), {})
+    printed = capsys.readouterr().out
+    assert "['sky', 'road']" in printed and osp.isfile(tmp_path / 'out' / 'det' / 'vis' / 'hopper.jpg')

@@ -19,8 +19,8 @@ def test_infer_cli_det_matches_api(infer_tool, det_ckpt, photo_dir, tmp_path):
     from declip_mm.apis import OVDetInferencer
     out = str(tmp_path / 'det')
     with pytest.warns(UserWarning, match='b_broken'):
-        infer_tool.main(['det', DET_CFG, det_ckpt, photo_dir, '--texts', 'cat, dog; puppy', '--out-dir', out,
-                         '--score-thr', '0.1', '--device', 'cpu', '--cache-dir', ''])
+        infer_tool.main(['det', DET_CFG, photo_dir, '--weights', det_ckpt, '--texts', 'cat, dog; puppy',
+                         '--out-dir', out, '--score-thr', '0.1', '--device', 'cpu', '--cache-dir', ''])
     with open(osp.join(out, 'predictions.json')) as f:
         js = json.load(f)
     api = OVDetInferencer(DET_CFG, det_ckpt, device='cpu', cache_dir='', show_progress=False)
@@ -29,7 +29,8 @@ def test_infer_cli_det_matches_api(infer_tool, det_ckpt, photo_dir, tmp_path):
     assert js['classes'] == ['cat', 'dog'] and [s['input'] for s in js['skipped']] == \
         [osp.join(photo_dir, 'b_broken.jpg')]
     for a, b in zip(js['predictions'], ref['predictions']):
-        assert a['labels'] == b['labels'] and np.allclose(a['bboxes'], b['bboxes'], atol=1e-4)
+        assert a['labels'] == b['labels'] and a['label_names'] == b['label_names']
+        assert np.allclose(a['bboxes'], b['bboxes'], atol=1e-4)
     assert sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'vis', '*'))) == ['a.jpg', 'c.png']
 
 
@@ -37,14 +38,14 @@ def test_infer_cli_det_matches_api(infer_tool, det_ckpt, photo_dir, tmp_path):
 def test_infer_cli_seg_label_maps(infer_tool, catseg_ckpt, photo_dir, tmp_path, kind):
     import mmcv
     from declip_mm.apis import OVSegInferencer
-    cfg, ckpt = (CATSEG_CFG, [catseg_ckpt]) if kind == 'seg' else (ZS_CFG, [])
+    cfg, ckpt = (CATSEG_CFG, ['--weights', catseg_ckpt]) if kind == 'seg' else (ZS_CFG, [])
     out = str(tmp_path / kind)
     with pytest.warns(UserWarning, match='b_broken'):
-        infer_tool.main([kind, cfg] + ckpt + [photo_dir, '--texts', 'sky, person; man, wall', '--out-dir', out,
-                                              '--device', 'cpu', '--cache-dir', ''])
+        infer_tool.main([kind, cfg, photo_dir] + ckpt + ['--texts', 'sky, person; man, wall', '--out-dir', out,
+                                                     '--device', 'cpu', '--cache-dir', ''])
     with open(osp.join(out, 'predictions.json')) as f:
         js = json.load(f)
-    api = OVSegInferencer(cfg, ckpt[0] if ckpt else None, device='cpu', cache_dir='', show_progress=False)
+    api = OVSegInferencer(cfg, ckpt[1] if ckpt else None, device='cpu', cache_dir='', show_progress=False)
     with pytest.warns(UserWarning):
         ref = api(photo_dir, texts='sky, person; man, wall')
     assert js['classes'] == ['sky', 'person', 'wall'] and len(js['skipped']) == 1
@@ -54,17 +55,19 @@ def test_infer_cli_seg_label_maps(infer_tool, catseg_ckpt, photo_dir, tmp_path, 
         if kind == 'seg':
             assert np.array_equal(lab, b['sem_seg'])
         assert a['present'].keys() == {js['classes'][i] for i in np.unique(lab)}
-    assert len(glob.glob(osp.join(out, 'vis', '*.png'))) == 2
+    assert sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'vis', '*'))) == ['a.jpg', 'c.png']
 
 
 def test_infer_cli_errors(infer_tool, det_ckpt, catseg_ckpt, photo_dir, tmp_path):
     with pytest.raises(SystemExit, match='empty vocabulary'):
-        infer_tool.main(['det', DET_CFG, det_ckpt, photo_dir, '--texts', ' , ', '--out-dir', str(tmp_path)])
+        infer_tool.main(['det', DET_CFG, photo_dir, '--weights', det_ckpt, '--texts', ' , ', '--out-dir',
+                         str(tmp_path)])
     with pytest.raises(SystemExit, match='does not fit'):
-        infer_tool.main(['det', DET_CFG, catseg_ckpt, photo_dir, '--texts', 'cat', '--out-dir', str(tmp_path),
-                         '--cache-dir', ''])
+        infer_tool.main(['det', DET_CFG, photo_dir, '--weights', catseg_ckpt, '--texts', 'cat', '--out-dir',
+                         str(tmp_path), '--cache-dir', ''])
     with pytest.raises(SystemExit, match='tools/infer.py seg'):
-        infer_tool.main(['det', CATSEG_CFG, catseg_ckpt, photo_dir, '--texts', 'cat', '--out-dir', str(tmp_path)])
+        infer_tool.main(['det', CATSEG_CFG, photo_dir, '--weights', catseg_ckpt, '--texts', 'cat', '--out-dir',
+                         str(tmp_path)])
 
 
 # ------------------------------------------------------------------------------------------------ tools/test.py

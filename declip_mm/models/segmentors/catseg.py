@@ -89,7 +89,14 @@ class CATSeg(BaseSegmentor):
         views_per_forward: max views per CLIP/head call at test (None: all views of the batch at once).
         ignore_index: loss ignore label (255).
         save_seg_logits: also store (T, H, W) probabilities in the results (memory heavy for 847 classes).
+
+    Class attributes read by ``declip_mm.apis.OVSegInferencer``: ``synonym_rule = 'first'`` (one embedding per
+    class, of its first name, as CAT-Seg was trained; further synonyms are dropped, with a warning there) and
+    ``needs_trained_weights`` (random head weights without a checkpoint).
     """
+
+    synonym_rule = 'first'
+    needs_trained_weights = True
 
     def __init__(self,
                  backbone: dict,

@@ -107,6 +107,16 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.align_corners = False
         self.postprocess = build_seg_postprocessors(postprocess)
 
+    synonym_rule = 'max'  # every synonym is a query; a class scores the max over its names
+
+    def set_name_sets(self, name_sets: Sequence[Sequence[str]]) -> None:
+        """Switch the vocabulary: one list of synonyms per class (embeddings are computed on the next use)."""
+        self.name_sets = [list(s) for s in name_sets]
+        self.query_names = [n for names in self.name_sets for n in names]
+        self.query_idx = torch.tensor([c for c, names in enumerate(self.name_sets) for _ in names],
+                                      dtype=torch.long, device=self.query_idx.device)
+        self.num_classes = len(self.name_sets)
+
     # ------------------------------------------------------------------------------------------------ pieces
     def query_embeddings(self) -> torch.Tensor:
         """(Q, D) text embeddings of all names (cached by the text encoder until names/weights change)."""

@@ -77,7 +77,7 @@ class DeCLIPTextEncoder(BaseModule):
         self._cache = {}
         self._digest = (None, None)
         self.cache_dir = cache_dir
-        self.show_progress = False  # tqdm bar over class batches (tools/gen_text_embeddings.py)
+        self.show_progress = False  # a line + a tqdm bar over class batches whenever the text tower runs
 
     def init_weights(self):
         check_weights_loaded(self)
@@ -118,11 +118,13 @@ class DeCLIPTextEncoder(BaseModule):
                       formatter: Optional[Callable[[str, str], str]] = None) -> torch.Tensor:
         """(K,) names x (P,) templates -> (K, D): normalise each sentence, mean over templates, renormalise.
 
+        Raises the not-found error first if the module's CLIP file was missing and no model checkpoint filled it.
         ``formatter(template, name) -> sentence`` (default ``template.format(name)``).  Cached on the formatted
         sentences themselves (not on the formatter's identity) plus the weight versions, in memory (latest entry)
         and, when ``cache_dir`` is set, on disk under sha256(weights digest, sentences); while gradients are needed
         the caches are bypassed.
         """
+        check_weights_loaded(self)  # before any cache look-up: an unloaded tower must never produce an entry
         if not class_names:
             raise ValueError('embed_classes needs at least one class name')
         if not templates:
@@ -144,10 +146,25 @@ class DeCLIPTextEncoder(BaseModule):
             import open_clip
             from functools import partial
             device = next(self.parameters()).device
-            emb = open_clip.build_zero_shot_classifier(
-                self.clip, self.tokenizer, list(class_names), [partial(formatter, t) for t in templates],
-                num_classes_per_batch=max(1, self.batch_size // num_p), device=device,
-                use_tqdm=self.show_progress).t().contiguous()
+            if self.show_progress:
+                print(f'encoding {num_k} names x {num_p} templates on {device}'
+                      + (f' (cached afterwards in {self.cache_dir})' if path else ''), flush=True)
+            per_call = max(1, self.batch_size // num_p)  # names per text-tower call
+            bar = None
+            if self.show_progress:
+                from tqdm import tqdm
+                bar = tqdm(total=num_k, unit='name', dynamic_ncols=True)
+            parts = []
+            for i in range(0, num_k, per_call):  # open_clip's zero-shot classifier, one batch of names a call
+                chunk = list(class_names[i:i + per_call])
+                parts.append(open_clip.build_zero_shot_classifier(
+                    self.clip, self.tokenizer, chunk, [partial(formatter, t) for t in templates],
+                    num_classes_per_batch=per_call, device=device).t())
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+            emb = torch.cat(parts).contiguous()
             if path:
                 self._disk_save(path, emb, class_names, sentences)
         else:
