@@ -84,11 +84,13 @@ def check_inputs(args):
 
     from declip_mm.apis import OVDetInferencer, OVSegInferencer
     from declip_mm.apis.base import check_device, list_inputs
+    from declip_mm.utils.remote_files import is_remote
     if not osp.isfile(args.config):
         fail(f'config not found: {args.config}')
-    if args.weights is not None and not osp.isfile(args.weights):
+    if args.weights is not None and not is_remote(args.weights) and not osp.isfile(args.weights):
         fail(f'checkpoint not found: {args.weights}')
-    if args.text_checkpoint is not None and not osp.isfile(args.text_checkpoint):
+    if args.text_checkpoint is not None and not is_remote(args.text_checkpoint) \
+            and not osp.isfile(args.text_checkpoint):
         fail(f'text checkpoint not found: {args.text_checkpoint}')
     if args.batch_size < 1:
         fail(f'--batch-size must be at least 1, got {args.batch_size}')

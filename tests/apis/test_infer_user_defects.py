@@ -354,3 +354,37 @@ def test_d16_voc21_background_is_labelled_background(photo):
     res = inf(photo)
     assert res['classes'][0] == 'background' and res['classes'][15] == 'person'
     assert 'sky' not in res['predictions'][0]['present']
+
+
+def test_d13_weights_url_passes_the_cli_checks_and_is_downloaded(det_ckpt, photo, tmp_path, infer_tool, monkeypatch):
+    """``--weights http://...`` is not refused as a missing file: it is fetched (from a server on 127.0.0.1 that the
+    test starts) into the weights cache and gives the same boxes as the local file."""
+    import functools
+    import http.server
+    import threading
+
+    from declip_mm.utils import remote_files
+    serve_dir = tmp_path / 'srv'
+    serve_dir.mkdir()
+    shutil.copy(det_ckpt, serve_dir / 'fvit_tiny.pth')
+    monkeypatch.setenv('NO_PROXY', '127.0.0.1')
+    monkeypatch.setenv(remote_files.ENV_CACHE_DIR, str(tmp_path / 'cache'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve_dir))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{httpd.server_address[1]}/fvit_tiny.pth'
+        out = str(tmp_path / 'o')
+        infer_tool.main(['det', DET_CFG, photo, '--weights', url, '--texts', 'person, tie', '--out-dir', out,
+                         '--device', 'cpu', '--cache-dir', '', '--no-save-vis'])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    with open(osp.join(out, 'predictions.json'), encoding='utf-8') as f:
+        js = json.load(f)
+    from declip_mm.apis import OVDetInferencer
+    ref = OVDetInferencer(DET_CFG, det_ckpt, device='cpu', cache_dir='', show_progress=False)(
+        photo, texts='person, tie')['predictions'][0]
+    assert js['predictions'][0]['scores'] == pytest.approx(ref['scores'])
+    assert osp.isfile(tmp_path / 'cache' / 'fvit_tiny.pth')
