@@ -231,12 +231,14 @@ class OVDQUOHead(DINOHead):
         if rescale:
             assert img_meta.get('scale_factor') is not None
             boxes = boxes / boxes.new_tensor(img_meta['scale_factor']).repeat((1, 2))
-        scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)  # background column
-        dets, labels = multiclass_nms(boxes.float(), scores.float(), cfg.get('score_thr', 0.001),
-                                      cfg.get('nms', dict(type='nms', iou_threshold=0.5)),
-                                      max_num=cfg.get('max_per_img', 100))
+        num_classes = scores.shape[1]
+        with_bg = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)  # background column (excluded)
+        # NMS runs in float32 (mmcv's kernel); the kept boxes and scores are read back in the input precision
+        _, labels, inds = multiclass_nms(boxes.float(), with_bg.float(), cfg.get('score_thr', 0.001),
+                                         cfg.get('nms', dict(type='nms', iou_threshold=0.5)),
+                                         max_num=cfg.get('max_per_img', 100), return_inds=True)
         out = InstanceData()
-        out.bboxes = dets[:, :4]
-        out.scores = dets[:, 4]
+        out.bboxes = boxes[torch.div(inds, num_classes, rounding_mode='floor')]
+        out.scores = scores.flatten()[inds]
         out.labels = labels
         return out
