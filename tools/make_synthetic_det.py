@@ -1,5 +1,6 @@
 """Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py, plus text
-embeddings of its class names from the tiny random CLIP text tower.
+embeddings of its class names (plus "object", the wildcard of OV-DQUO's open-world boxes) from the tiny random CLIP
+text tower.
 
     python tools/make_synthetic_det.py --out data/synthetic_ov_det [--num-train 32 --num-val 16 --size 128]
 """
@@ -30,8 +31,8 @@ def main(argv=None):
         gen = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(gen)
         out = osp.join(args.out, 'text_embeddings_tiny_eva.pt')
-        gen.main(['--classes', ','.join(SYNTH_CLASSES), '--out', out, '--tiny', 'eva', '--seed', str(args.seed),
-                  '--device', 'cpu'])
+        gen.main(['--classes', ','.join(SYNTH_CLASSES + ('object', )), '--out', out, '--tiny', 'eva',
+                  '--seed', str(args.seed), '--device', 'cpu'])
         paths['text_embeddings'] = out
     return paths
 

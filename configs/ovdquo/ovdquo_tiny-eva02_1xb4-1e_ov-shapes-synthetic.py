@@ -2,8 +2,10 @@
 # without their boxes): tiny EVA-style DeCLIPViT (width 64, 4 blocks, CLIP width 32), taps after blocks 1 / 2 / 3,
 # 256-channel 3-level pyramid, 2 + 2 deformable layers (FFN 256), 30 queries.  Runs on CPU:
 #   python tools/make_synthetic_det.py --out data/synthetic_ov_det
-#   python tools/train.py configs/ovdquo/ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py --work-dir work_dirs/ovdquo_tiny
-#   python tools/test.py configs/ovdquo/ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py work_dirs/ovdquo_tiny/epoch_1.pth
+#   python tools/train.py configs/ovdquo/ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py \
+#       --work-dir work_dirs/ovdquo_tiny
+#   python tools/test.py configs/ovdquo/ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py \
+#       work_dirs/ovdquo_tiny/epoch_1.pth
 # Random CLIP weights: the numbers only show the plumbing.  Without open-world pseudo boxes the wildcard assignment
 # is skipped and the denoising queries fall back to the batch's first box (as the original).
 _base_ = ['_base_/models/ovdquo_eva02-b16.py', '_base_/default_runtime.py']

@@ -28,7 +28,8 @@ class OVDQUO(DINO):
     boosted at test) and its class's projected text embedding (``text_proj``: MLP text_dim -> 128 -> embed_dims) is
     added to the learned content query; training proposals overlapping a pseudo box (IoU > ``wildcard_iou_thr``)
     take the wildcard class -> queries sorted by class -> DINO decoder with denoising text queries from the pseudo
-    boxes (:class:`~declip_mm.models.layers.TextCdnQueryGenerator`) -> :class:`~declip_mm.models.dense_heads.OVDQUOHead`.
+    boxes (:class:`~declip_mm.models.layers.TextCdnQueryGenerator`) ->
+    :class:`~declip_mm.models.dense_heads.OVDQUOHead`.
 
     At test the class score of a final box is CLIP alone times the objectness:
     ``softmax(T_s * [cos(f, t_1..t_K), bg])_c * sigmoid(objectness) ** objectness_power``, then per-class NMS.
@@ -135,11 +136,13 @@ class OVDQUO(DINO):
         what = source if isinstance(source, str) else type(source).__name__
         try:
             wild = load_text_embeddings(source, [self.wildcard])[0]
-        except KeyError:
+        except KeyError as e:
+            if repr(self.wildcard) not in str(e):
+                raise
             raise ValueError(
                 f'{what}: no text embedding for the wildcard {self.wildcard!r}, which OV-DQUO gives to open-world '
-                f'pseudo boxes; generate the file with the wildcard among the classes, e.g. tools/gen_text_embeddings.py '
-                f'--classes <your classes>,{self.wildcard}') from None
+                f'pseudo boxes; generate the file with the wildcard among the classes, e.g. '
+                f'tools/gen_text_embeddings.py --classes <your classes>,{self.wildcard}') from None
         emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
         return torch.cat([emb, wild[None]], 0)
 
