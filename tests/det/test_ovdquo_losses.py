@@ -164,7 +164,7 @@ def test_dn_loss_normalised_by_true_matches_times_groups():
     dn_cls = torch.randn(L, B, P, 1)
     weights = [torch.tensor([0.64, 0.25]), torch.tensor([0.81])]
     meta = dict(num_denoising_queries=P, num_denoising_groups=G, target_weights=weights)
-    n_true = 3.0
+    n_true = 2.0  # 3 denoising targets: a normaliser by targets x groups would differ
     losses = head.loss_dn(dn_cls, meta, n_true)
     assert len(losses) == head.num_decoder_layers == 2
     for li in range(L):
@@ -237,3 +237,20 @@ def test_full_head_loss_keys_and_totals():
     # every query of class 3 (the wildcard) may take only the pseudo box; class-1 query q1 of image 0 the true box
     for q, g in zip(*last[0]):
         assert int(query_classes[0, q]) == (wildcard if bool(gts[0].pseudo[g]) else int(gts[0].labels[g]))
+
+
+def test_head_layers_and_output_boxes():
+    """One objectness Linear shared by the decoder layers, a separate copy for the encoder; output boxes are
+    sigmoid(delta + inverse_sigmoid(ref, eps=1e-3)) (mmdet's head uses eps 1e-5)."""
+    head = make_head()
+    assert head.cls_branches[0] is head.cls_branches[1] and head.cls_branches[2] is not head.cls_branches[0]
+    assert len({id(m) for m in head.reg_branches}) == 3
+    torch.manual_seed(0)
+    hs = torch.randn(2, 1, 3, 8)
+    refs = [torch.tensor([[[1e-4, 0.5, 0.9999, 0.3]] * 3]), torch.rand(1, 3, 4)]
+    cls, boxes = head(hs, refs)
+    for li in range(2):
+        r = refs[li].clamp(0, 1)
+        inv = torch.log(r.clamp(min=1e-3) / (1 - r).clamp(min=1e-3))
+        assert torch.allclose(boxes[li], (head.reg_branches[li](hs[li]) + inv).sigmoid(), atol=1e-6)
+        assert torch.allclose(cls[li], head.cls_branches[0](hs[li]))

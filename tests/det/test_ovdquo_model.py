@@ -252,6 +252,8 @@ def test_training_step_with_empty_images_and_pseudo_boxes(model):
            InstanceData(bboxes=torch.tensor([[5., 5., 40., 40.]]), labels=torch.tensor([3]))]
     losses = model.loss(imgs, samples([(128, 128), (96, 112)], gts=gts))
     assert float(losses['dn_loss_cls']) > 0
+    true_only = [InstanceData(bboxes=torch.tensor([[10., 10., 60., 50.]]), labels=torch.tensor([0]))] * 2
+    assert float(model.loss(imgs, samples([(128, 128), (128, 128)], gts=true_only))['dn_loss_cls']) > 0
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, no_grad[:5]
@@ -260,3 +262,23 @@ def test_training_step_with_empty_images_and_pseudo_boxes(model):
     bad = [InstanceData(bboxes=torch.zeros(1, 4), labels=torch.tensor([2]), pseudo=torch.tensor([True]))] * 2
     with pytest.raises(ValueError, match='pseudo flags that disagree'):
         model.loss(imgs, samples([(128, 128), (128, 128)], gts=bad))
+
+
+def test_denoising_targets_are_pseudo_boxes_else_the_first_box():
+    from declip_mm.models.detectors import OVDQUO
+    a = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long(), pseudo=torch.zeros(0, dtype=torch.bool),
+                     pseudo_weights=torch.zeros(0))
+    b = InstanceData(bboxes=torch.tensor([[1., 1, 5, 5], [2, 2, 8, 8]]), labels=torch.tensor([3, 1]),
+                     pseudo=torch.tensor([False, False]), pseudo_weights=torch.ones(2))
+    t = OVDQUO.dn_targets(samples([(10, 10), (10, 10)], gts=[a, b]))
+    assert [len(x[0]) for x in t] == [0, 1] and t[1][1].tolist() == [3] and t[1][0].tolist() == [[1, 1, 5, 5]]
+    c = InstanceData(bboxes=torch.tensor([[1., 1, 5, 5], [2, 2, 8, 8]]), labels=torch.tensor([3, -1]),
+                     pseudo=torch.tensor([False, True]), pseudo_weights=torch.tensor([1.0, 0.4]))
+    t = OVDQUO.dn_targets(samples([(10, 10), (10, 10)], gts=[b, c]))
+    assert [len(x[0]) for x in t] == [0, 1] and t[1][2].tolist() == pytest.approx([0.4])
+
+
+def test_too_few_tokens_for_the_queries_is_an_error(model):
+    model.eval()
+    with pytest.raises(ValueError, match='fewer than num_queries'):
+        model.predict(torch.randn(1, 3, 32, 32), samples([(32, 32)], batch=(32, 32)))

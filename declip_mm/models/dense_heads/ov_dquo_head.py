@@ -186,15 +186,19 @@ class OVDQUOHead(DINOHead):
     def loss_dn(self, dn_cls: Optional[Tensor], dn_meta: Dict, n_true: float) -> List[Tensor]:
         """Classification-only denoising loss of every decoder layer (see the class docstring)."""
         num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
+        groups = dn_meta['num_denoising_groups'] if dn_meta else 1
+        num_pos = sum(len(w) for w in dn_meta['target_weights']) * groups if num_dn else 0
+        if self.dn_normalizer == 'true_matches':
+            avg = n_true * groups  # OV-DQUO: matched TRUE boxes of the last layer x groups
+        else:  # every rank reduces, also one without denoising queries
+            avg = max(float(reduce_mean(self.cls_branches[0].weight.new_tensor(float(num_pos)))), 1.0)
         if dn_cls is None or num_dn == 0:
             zero = self.cls_branches[0].weight.sum() * 0  # keeps every rank's graph the same under DDP
             return [zero for _ in range(self.num_decoder_layers)]
         L, B, P = dn_cls.shape[:3]
-        groups = dn_meta['num_denoising_groups']
         per_group = P // groups
         labels = torch.full((B, P), self.num_classes, dtype=torch.long, device=dn_cls.device)  # background
         weights = dn_cls.new_ones(B, P)
-        num_pos = 0
         for b, w in enumerate(dn_meta['target_weights']):
             n = len(w)
             if n == 0:
@@ -203,11 +207,6 @@ class OVDQUOHead(DINOHead):
             pos = (torch.arange(groups, device=dn_cls.device)[:, None] * per_group + t[None]).flatten()
             labels[b, pos] = 0
             weights[b, pos] = w.to(weights.dtype).repeat(groups) ** self.pseudo_weight_power
-            num_pos += n * groups
-        if self.dn_normalizer == 'true_matches':
-            avg = n_true * groups  # OV-DQUO: matched TRUE boxes of the last layer x groups
-        else:
-            avg = max(float(reduce_mean(dn_cls.new_tensor(float(num_pos)))), 1.0)
         return [self.loss_dn_cls(dn_cls[i].reshape(-1, 1), labels.flatten(), weights.flatten(), avg_factor=avg)
                 for i in range(L)]
 

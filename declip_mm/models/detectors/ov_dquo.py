@@ -268,6 +268,9 @@ class OVDQUO(DINO):
         """DINO's query selection with text-conditioned content (see the class docstring)."""
         bs = memory.shape[0]
         num_layers = self.decoder.num_layers
+        if memory.shape[1] < self.num_queries:
+            raise ValueError(f'OVDQUO: the input gives {memory.shape[1]} encoder tokens, fewer than num_queries='
+                             f'{self.num_queries}; use larger inputs (or fewer queries)')
         output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
         enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
         enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
