@@ -4,7 +4,6 @@ text-query assignment (temperature, background logit, test-only novel boost, wil
 import copy
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -228,10 +227,18 @@ def test_vocabulary_without_wildcard_is_an_error(tmp_path, model):
     cfg.model.wildcard = None
     with pytest.raises(ValueError, match='needs a wildcard'):
         MODELS.build(copy.deepcopy(cfg.model))
-    torch.save({n: torch.randn(32) for n in names + ['object']}, path)
+    # the text-embedding tool adds the wildcard row with --extra-classes
+    from .conftest import load_tool
+    path = str(tmp_path / 'with_object.pt')
+    load_tool('tools/gen_text_embeddings.py').main(['--classes', ','.join(cfg.classes), '--extra-classes', 'object',
+                                                    '--out', path, '--tiny', 'eva', '--device', 'cpu',
+                                                    '--no-progress'])
+    cfg.model.text_embeddings = path
     cfg.model.wildcard = 'object'
     m = MODELS.build(copy.deepcopy(cfg.model))
-    assert m.text_embeddings.shape == (6, 32) and m.wildcard_embedding.shape == (32, )
+    emb = torch.load(path, weights_only=True)
+    assert torch.allclose(m.wildcard_embedding, F.normalize(emb['object'], dim=0), atol=1e-6)
+    assert torch.allclose(m.text_embeddings[2], F.normalize(emb['triangle'], dim=0), atol=1e-6)
 
 
 def test_training_step_with_empty_images_and_pseudo_boxes(model):
@@ -242,7 +249,7 @@ def test_training_step_with_empty_images_and_pseudo_boxes(model):
     imgs = torch.randn(2, 3, 128, 128)
     empty = [InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long()) for _ in range(2)]
     losses = model.loss(imgs, samples([(128, 128), (96, 112)], gts=empty))
-    assert float(losses['dn_loss_cls']) == 0.0 and float(losses['loss_bbox']) == 0.0
+    assert float(losses['dn_loss_cls'].detach()) == 0.0 and float(losses['loss_bbox'].detach()) == 0.0
     assert all(torch.isfinite(v).all() for v in losses.values())
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     model.zero_grad()
@@ -251,7 +258,7 @@ def test_training_step_with_empty_images_and_pseudo_boxes(model):
                         pseudo_weights=torch.tensor([1.0, 0.5])),
            InstanceData(bboxes=torch.tensor([[5., 5., 40., 40.]]), labels=torch.tensor([3]))]
     losses = model.loss(imgs, samples([(128, 128), (96, 112)], gts=gts))
-    assert float(losses['dn_loss_cls']) > 0
+    assert float(losses['dn_loss_cls'].detach()) > 0
     true_only = [InstanceData(bboxes=torch.tensor([[10., 10., 60., 50.]]), labels=torch.tensor([0]))] * 2
     assert float(model.loss(imgs, samples([(128, 128), (128, 128)], gts=true_only))['dn_loss_cls']) > 0
     sum(v for k, v in losses.items() if 'loss' in k).backward()

@@ -141,8 +141,8 @@ class OVDQUO(DINO):
                 raise
             raise ValueError(
                 f'{what}: no text embedding for the wildcard {self.wildcard!r}, which OV-DQUO gives to open-world '
-                f'pseudo boxes; generate the file with the wildcard among the classes, e.g. '
-                f'tools/gen_text_embeddings.py --classes <your classes>,{self.wildcard}') from None
+                f'pseudo boxes; generate the file with the wildcard among the classes: '
+                f'tools/gen_text_embeddings.py --classes ... --extra-classes {self.wildcard}') from None
         emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
         return torch.cat([emb, wild[None]], 0)
 
