@@ -79,7 +79,7 @@ def fast_truncated_normal(monkeypatch):
 
 def test_every_config_directory_is_covered():
     dirs = {osp.relpath(p, osp.join(REPO, 'configs')).split(osp.sep)[0] for p in CONFIGS}
-    assert {'catseg', 'declip', 'fvit', 'zeroshot_seg'} <= dirs
+    assert {'catseg', 'declip', 'fvit', 'ovdquo', 'zeroshot_seg'} <= dirs
     assert len(CONFIGS) >= 80
 
 

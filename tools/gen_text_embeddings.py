@@ -5,6 +5,7 @@ r"""Generate CLIP text embeddings of class names for F-ViT heads (ViLD's 63 temp
     python tools/gen_text_embeddings.py --model EVA02-B-16 --checkpoint checkpoints/EVA02_CLIP_B_psz16_s8B.pt \
         --classes data/coco/annotations/instances_val2017.json --out data/text/coco_eva02_b16.pt [--npy X.npy]
 
+``--extra-classes object`` adds OV-DQUO's wildcard row to any class list.
 Writes a ``.pt`` dict name -> (D,) float32 vector (all classes + 'background'); ``--npy`` also writes the
 (K+1, D) array in class order with background last and its row names in ``<stem>.names.txt`` (required to load
 it).  Use the text tower of the same CLIP the backbone comes from
@@ -23,6 +24,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--classes', required=True, help='annotation json | preset | names .txt | comma-separated names')
+    p.add_argument('--extra-classes', default='',
+                   help='comma-separated names appended to --classes (e.g. "object", the wildcard row of OV-DQUO)')
     p.add_argument('--out', required=True, help='output .pt file')
     p.add_argument('--npy', default=None,
                    help='also write a (K+1, D) .npy array in class order (background last) + its .names.txt')
@@ -47,6 +50,7 @@ def main(argv=None):
     from declip_mm.models.text.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE, VILD_TEMPLATES
 
     names = class_names_from(args.classes, resolve_class_names)
+    names += [n.strip() for n in args.extra_classes.split(',') if n.strip() and n.strip() not in names]
     overrides = json.loads(args.model_overrides) if args.model_overrides else None
     if args.tiny:
         overrides = tiny_clip_overrides(args.tiny)

@@ -1,6 +1,7 @@
 """Write the synthetic open-vocabulary detection set used by configs/fvit/fvit_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py
-(and configs/ovdquo/_base_/datasets/ov_shapes_synthetic.py), plus text embeddings of its class names from the tiny
-random CLIP text tower and open-world pseudo boxes of the train images (annotations/train_pseudo.json).
+(and configs/ovdquo/_base_/datasets/ov_shapes_synthetic.py), plus text embeddings of its class names (plus "object",
+the wildcard of OV-DQUO's open-world boxes) from the tiny random CLIP text tower and open-world pseudo boxes of the
+train images (annotations/train_pseudo.json).
 
     python tools/make_synthetic_det.py --out data/synthetic_ov_det [--num-train 32 --num-val 16 --size 128]
 """
@@ -34,8 +35,8 @@ def main(argv=None):
         gen = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(gen)
         out = osp.join(args.out, 'text_embeddings_tiny_eva.pt')
-        gen.main(['--classes', ','.join(SYNTH_CLASSES), '--out', out, '--tiny', 'eva', '--seed', str(args.seed),
-                  '--device', 'cpu'])
+        gen.main(['--classes', ','.join(SYNTH_CLASSES + ('object', )), '--out', out, '--tiny', 'eva',
+                  '--seed', str(args.seed), '--device', 'cpu'])
         paths['text_embeddings'] = out
     return paths
 

@@ -1,3 +1,4 @@
 from .fvit_rpn_head import NormRPNHead
+from .ov_dquo_head import OVDQUOHead
 
-__all__ = ['NormRPNHead']
+__all__ = ['NormRPNHead', 'OVDQUOHead']

@@ -11,7 +11,16 @@ def check_head_classes(model, dataset_meta: dict, what: str = 'dataset') -> None
         model = model.module
     head = getattr(getattr(model, 'roi_head', None), 'bbox_head', None)
     classes = (dataset_meta or {}).get('classes')
-    if head is None or classes is None:
+    if classes is None:
+        return
+    if head is None:
+        # detectors that hold their vocabulary themselves (OVDQUO: class_names + text rows in label order)
+        names = getattr(model, 'class_names', None)
+        if names is not None and list(names) != list(classes):
+            diff = [(i, a, b) for i, (a, b) in enumerate(zip(names, classes)) if a != b]
+            raise ValueError(f'detector class_names ({len(names)}) differ from the {len(classes)} {what} classes '
+                             f'(text-embedding rows must follow the label order), first differences (index, '
+                             f'detector, dataset): {diff[:3]}')
         return
     classes = list(classes)
     if head.num_classes != len(classes):
