@@ -35,8 +35,10 @@ def photo_bgr():
 # img_scale=(S, S), flip=False)[Resize(keep_ratio=True), RandomFlip, Normalize(ImageNet mean/std, to_rgb=True),
 # Pad(pad_to_square=True), ImageToTensor, Collect]); the OV-LVIS configs use the same with S = 1024 / 896.
 # ---------------------------------------------------------------------------------------------------------------
-def clipself_test_input(path, S, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)):
-    """-> (1, 3, P, P) float32 tensor, img_shape (h, w), scale_factor (w_scale, h_scale), ori_shape (H, W)."""
+def clipself_test_input(path, S, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), pad_to=None):
+    """-> (1, 3, P, P) float32 tensor, img_shape (h, w), scale_factor (w_scale, h_scale), ori_shape (H, W).
+
+    ``pad_to``: the train pipeline's ``Pad(size=image_size)`` instead of ``pad_to_square``."""
     # mmdet/datasets/pipelines/loading.py:68 mmcv.imfrombytes(flag='color') (mmcv/image/io.py:265) -> BGR uint8
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     H, W = img.shape[:2]
@@ -52,7 +54,7 @@ def clipself_test_input(path, S, mean=(123.675, 116.28, 103.53), std=(58.395, 57
     cv2.subtract(x, np.float64(np.array(mean).reshape(1, -1)), x)
     cv2.multiply(x, 1 / np.float64(np.array(std).reshape(1, -1)), x)
     # transforms.py:626-631 Pad(pad_to_square): mmcv.impad to (max, max), zeros bottom/right (geometric.py:533)
-    P = max(h, w)
+    P = pad_to or max(h, w)
     out = np.zeros((P, P, 3), np.float32)
     out[:h, :w] = x
     # formatting.py:96 ImageToTensor: HWC -> CHW; img_shape stays the resized shape (transforms.py:242)
@@ -94,6 +96,30 @@ def array_pipeline(cfg):
     assert steps[0]['type'] == 'LoadImageFromFile'
     steps[0] = dict(type='LoadImageFromNDArray')
     return Compose(steps)
+
+
+def test_train_pipeline_equals_clipself_with_the_jitter_fixed():
+    """OV-COCO training: with the LSJ ratio fixed at 0.8 (no crop) and no flip, the batch tensor (padded to 640 after
+    normalisation, value 0), img_shape and the GT box equal CLIPSelf's train pipeline (Resize, Normalize,
+    Pad(size=640))."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(REPO, 'configs/fvit/fvit_eva02-b16_8xb8-3e_ov-coco-640.py'))
+    steps = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+    for t in steps:
+        if t['type'] == 'RandomResize':
+            t['ratio_range'] = (0.8, 0.8)
+        if t['type'] == 'RandomFlip':
+            t['prob'] = 0.0
+    path = sample_path('grace_hopper.jpg')
+    r = Compose(steps)(dict(img_path=path, img_id=0,
+                            instances=[dict(bbox=[10., 20., 200., 300.], bbox_label=3, ignore_flag=0)]))
+    out = MODELS.build(cfg.model.data_preprocessor)(pseudo_collate([r]), True)
+    ref, img_shape, sf, _ = clipself_test_input(path, 512, pad_to=640)  # mmdet 2.x range mode: int(640 * 0.8)
+    assert out['inputs'].shape == ref.shape and (out['inputs'] - ref).abs().max() < 1e-5
+    ds = out['data_samples'][0]
+    assert tuple(ds.metainfo['img_shape']) == img_shape == (512, 437)
+    gt = torch.tensor([[10. * sf[0], 20. * sf[1], 200. * sf[0], 300. * sf[1]]])
+    assert torch.allclose(ds.gt_instances.bboxes, gt, atol=1e-4)
 
 
 @pytest.fixture(scope='module')
