@@ -246,7 +246,8 @@ def test_resize_at_least_one_pixel_is_mmdet_resize_otherwise():
         img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 
         def res(t):
-            return t(dict(img=img.copy(), img_shape=(h, w), gt_bboxes=HorizontalBoxes(torch.tensor([[1., 2., 30., 35.]])),
+            return t(dict(img=img.copy(), img_shape=(h, w),
+                          gt_bboxes=HorizontalBoxes(torch.tensor([[1., 2., 30., 35.]])),
                           gt_masks=BitmapMasks(np.ones((1, h, w), np.uint8), h, w)))
         a = res(Resize(scale=scale, keep_ratio=True))
         b = res(ResizeAtLeastOnePixel(scale=scale, keep_ratio=True))

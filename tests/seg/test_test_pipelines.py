@@ -142,7 +142,8 @@ def declip_trainingfree_input(path, scale):
     # declip_segmentor.py:24-27 SegDataPreProcessor(mean=[122.771, 116.746, 104.094], std=[68.501, 66.632, 70.323],
     # bgr_to_rgb=True) (mmseg data_preprocessor.py:113-118: channel flip, then (x - mean) / std in float32)
     x = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float()
-    x = (x - torch.tensor([122.771, 116.746, 104.094]).view(-1, 1, 1)) / torch.tensor([68.501, 66.632, 70.323]).view(-1, 1, 1)
+    mean, std = torch.tensor([122.771, 116.746, 104.094]), torch.tensor([68.501, 66.632, 70.323])
+    x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
     return x[None], (h, w), (w / W, h / H)
 
 
