@@ -44,7 +44,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(400, 112), keep_ratio=True),
+    dict(type='mmdet.ResizeShortestEdge', scale=112, max_size=400, backend='pillow', interpolation='bilinear'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]

@@ -6,7 +6,8 @@ _base_ = [
 ]
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]),
+    data_preprocessor=dict(pad_size_divisor=1024,
+                           batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]),
     rpn_head=dict(norm_cfg=norm_cfg),   # F-ViT's LVIS RPN has norm in its convs
     roi_head=dict(
         bbox_head=dict(

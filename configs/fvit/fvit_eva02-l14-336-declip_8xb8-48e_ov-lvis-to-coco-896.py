@@ -23,8 +23,7 @@ model = dict(
     test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='Resize', scale=(896, 896), keep_ratio=True),
-    dict(type='Pad', size=(896, 896), pad_val=dict(img=(103.53, 116.28, 123.675))),
+    dict(type='ResizeAtLeastOnePixel', scale=(896, 896), keep_ratio=True),  # padded in the data preprocessor
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

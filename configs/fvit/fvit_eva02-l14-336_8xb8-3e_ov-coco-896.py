@@ -5,7 +5,8 @@ _base_ = [
 ]
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=(896, 896))]),
+    data_preprocessor=dict(pad_size_divisor=896,
+                           batch_augments=[dict(type='BatchFixedSizePad', size=(896, 896))]),
     backbone=dict(model_name='EVA02-L-14-336', checkpoint='checkpoints/EVA02_CLIP_L_336_psz14_s6B.pt',
                   out_indices=(6, 10, 14, 23)),
     neck=dict(necks=[

@@ -17,7 +17,7 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=32,
+        pad_size_divisor=image_size[0],   # square pad after normalisation, training and test (as F-ViT)
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size)]),
     backbone=dict(
         type='DeCLIPViT',
@@ -103,8 +103,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(103.53, 116.28, 123.675))),
+    dict(type='ResizeAtLeastOnePixel', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

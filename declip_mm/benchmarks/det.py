@@ -34,7 +34,7 @@ def _test_size(cfg):
         if t.get('type') == 'Pad' and t.get('size'):
             return tuple(t['size'])
     for t in cfg.test_dataloader.dataset.get('pipeline', []):
-        if t.get('type') == 'Resize':
+        if t.get('type') in ('Resize', 'ResizeAtLeastOnePixel'):
             s = t['scale']
             return (max(s), max(s))
     return (640, 640)

@@ -34,8 +34,9 @@ def test_ov_coco_recipe():
     assert b.optim_wrapper.optimizer.weight_decay == 0.1 and b.optim_wrapper.clip_grad.max_norm == 1.0
     assert b.auto_scale_lr.base_batch_size == 64 and b.optim_wrapper.type == 'AmpOptimWrapper'
     assert b.model.data_preprocessor.mean == [123.675, 116.28, 103.53]
-    pad = [t for t in b.test_dataloader.dataset.pipeline if t.type == 'Pad'][0]
-    assert tuple(pad.size) == (640, 640) and tuple(pad.pad_val.img) == (103.53, 116.28, 123.675)  # BGR mean -> 0
+    # square padding after normalisation (value 0) in the data preprocessor, none in the test pipeline
+    assert b.model.data_preprocessor.pad_size_divisor == 640 and b.model.data_preprocessor.get('pad_value', 0) == 0
+    assert not any('Pad' in t.type for t in b.test_dataloader.dataset.pipeline)
     d = _c('fvit_eva02-b16-declip_8xb8-3e_ov-coco-640.py')
     assert d.model.backbone.dense_mode == 'csa' and d.model.roi_head.bbox_head.vlm_temperature == 45.0
     assert d.model.backbone.last_feat_mode == 'maskclip'

@@ -183,3 +183,30 @@ def test_letterbox_size_rounding_is_half_to_even_unlike_mmcv_imrescale():
     assert mmcv.imrescale(img, (560, 560)).shape[:2] == (93, 560)
     pil = _photo().resize((1120, 185))
     assert np.array_equal(letterbox(np.asarray(pil), 560)[0], _original_letterbox(pil, 560, False))
+
+
+def test_backbone_inputs_equal_the_original_transforms_on_a_photo():
+    """The float tensors entering the student, the teacher (crops) and the VFM equal the original's torchvision
+    pipeline: DeCLIP src/open_clip/transform.py det_image_transform (ResizeLongest, ToTensor, Normalize with
+    OPENAI_DATASET_MEAN / STD of the EVA-CLIP towers) for the student and crops, the same with ImageNet mean / std
+    for the VFM (src/training/data.py GridDistillDataset proxy_transform); letterbox fill 0 before normalising."""
+    import torchvision.transforms.functional as TF
+    from mmengine.dataset import default_collate
+
+    from distill_helpers import build_distiller
+    pil = _photo()
+    t = DeCLIPGridCrops(det_size=224, student_patch=16, vfm_patch=14, crop_size=48, max_crops=20, seed=0)
+    r = t(dict(img=np.asarray(pil), sample_idx=0, epoch=0))
+    pre = build_distiller().data_preprocessor
+    out = pre(default_collate([dict(inputs=r['inputs'], data_samples=r['data_samples'])]), True)['inputs']
+    clip = dict(mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+    imnet = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+    def original(arr, norm):
+        return TF.normalize(TF.to_tensor(np.array(arr)), **norm)
+    assert torch.allclose(out['student'][0], original(_original_letterbox(pil, 224, False), clip), atol=1e-5)
+    assert torch.allclose(out['vfm'][0], original(_original_letterbox(pil, 196, False), imnet), atol=1e-5)
+    tiles, _ = t.sample_boxes(600, 512, 0, 0)
+    for k, (x1, y1, x2, y2) in enumerate(tiles):
+        ref = original(_original_letterbox(pil.crop((int(x1), int(y1), int(x2), int(y2))), 48, True), clip)
+        assert torch.allclose(out['crops'][0, k], ref, atol=1e-5), k

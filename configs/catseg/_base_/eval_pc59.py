@@ -1,9 +1,11 @@
 # CAT-Seg evaluation on PASCAL-Context-59 val (mmseg pascal_context.py layout: 0 = background -> 255, 1..59 -> 0..58).
-# Test: short side 640 (long <= 2560); annotations loaded after Resize so the GT keeps its size; the model does the
-# 640x640 square resize, four 384 windows + a global view (see CATSeg).  mIoU with detectron2's rule (OVSegMetric).
+# Test: short side 640 (long <= 2560) with detectron2's rule and PIL bilinear (antialiased when shrinking), as
+# CAT-Seg's ResizeShortestEdge on uint8; annotations loaded after the resize so the GT keeps its size; the model
+# does the 640x640 square resize, four 384 windows + a global view (see CATSeg).  mIoU with detectron2's rule
+# (OVSegMetric).
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2560, 640), keep_ratio=True),
+    dict(type='mmdet.ResizeShortestEdge', scale=640, max_size=2560, backend='pillow', interpolation='bilinear'),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]

@@ -11,7 +11,9 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=32,
+        # pad bottom/right to the 640 x 640 square after normalisation (value 0), in training and at test time
+        # (F-ViT pads after Normalize); configs of another size set pad_size_divisor and the batch pad to it
+        pad_size_divisor=640,
         batch_augments=[dict(type='BatchFixedSizePad', size=(640, 640))]),
     backbone=dict(
         type='DeCLIPViT',

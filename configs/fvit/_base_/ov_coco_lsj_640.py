@@ -1,11 +1,9 @@
-# OV-COCO (OVR-CNN split) data, large-scale jitter at 640, square test padding.  Files: see docs/detection.md
+# OV-COCO (OVR-CNN split) data, large-scale jitter at 640; test: long side 640.  Files: see docs/detection.md
 # (tools/dataset_converters/make_ov_splits.py coco).
 dataset_type = 'OVCocoDataset'
 data_root = 'data/coco/'
 image_size = (640, 640)
 backend_args = None
-# test-time Pad runs before normalisation on the BGR image: pad with the BGR mean so it normalises to 0
-pad_val_bgr = (103.53, 116.28, 123.675)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -16,10 +14,11 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# Padding to the square happens after normalisation, in the model's data preprocessor (pad_size_divisor = the image
+# size, pad value 0), as in F-ViT; img_shape stays the resized image, so boxes are clipped to the image.
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=pad_val_bgr)),
+    dict(type='ResizeAtLeastOnePixel', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -1,6 +1,5 @@
 _base_ = './ov_coco_lsj_640.py'
 image_size = (896, 896)
-pad_val_bgr = (103.53, 116.28, 123.675)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -13,8 +12,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=pad_val_bgr)),
+    dict(type='ResizeAtLeastOnePixel', scale=image_size, keep_ratio=True),  # padded in the data preprocessor
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -4,7 +4,6 @@ dataset_type = 'OVLVISV1Dataset'
 data_root = 'data/coco/'   # LVIS v1 uses the COCO 2017 images; file names come from each image's coco_url
 image_size = (1024, 1024)
 backend_args = None
-pad_val_bgr = (103.53, 116.28, 123.675)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -17,8 +16,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=pad_val_bgr)),
+    dict(type='ResizeAtLeastOnePixel', scale=image_size, keep_ratio=True),  # padded in the data preprocessor
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -3,8 +3,8 @@
 model = dict(
     type='DeCLIPZeroShotSegmentor',
     data_preprocessor=dict(
-        type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
+        # CLIP's mean / std rounded to 3 decimals, exactly as DeCLIP's training-free evaluator normalises
+        type='OVSegDataPreProcessor', mean=[122.771, 116.746, 104.094], std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='ViT-B-16', checkpoint='checkpoints/openai_vit_b16.pt', dense_mode='vanilla', attn_scale='sqrt', out_types=('dense', ), frozen=True),
     text_encoder=dict(type='DeCLIPTextEncoder', model_name='ViT-B-16', frozen=True),
     class_names=None,  # set per benchmark

@@ -58,8 +58,12 @@ def decoupled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode:
 
 
 def _tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    """(B,N,C) -> (B,C,h,w)."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
+    """(B,N,C) -> contiguous (B,C,h,w).
+
+    Contiguous on purpose: the transposed view has channels-last strides for B > 1, convolutions keep them, and
+    mmcv's RoIAlign (CPU and CUDA kernels read ``data_ptr`` as NCHW) then pools the wrong memory - detections
+    changed with the batch size."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1]).contiguous()
 
 
 @register_everywhere(MODELS, DET_MODELS, SEG_MODELS)

@@ -118,7 +118,11 @@ class FViTBBoxHead(ConvFCBBoxHead):
 
     def _predict_by_feat_single(self, roi: Tensor, cls_score: Tensor, bbox_pred: Tensor, img_meta: dict,
                                 rescale: bool = False, rcnn_test_cfg=None) -> InstanceData:
-        """Like mmdet's, but ``cls_score`` already holds final per-class scores (N, K+1): no softmax here."""
+        """Like mmdet's, but ``cls_score`` already holds final per-class scores (N, K+1): no softmax here.
+
+        Boxes are clipped to ``img_shape`` (the resized image, without padding) and, with ``rescale``, to
+        ``ori_shape``; a box left with zero width or height (regressed off the image) is never emitted (its
+        scores are zeroed before NMS; mmdet's R-CNN heads keep such boxes, its RPN drops them)."""
         results = InstanceData()
         if roi.shape[0] == 0:
             return empty_instances([img_meta], roi.device, task_type='bbox', instance_results=[results],
@@ -139,7 +143,15 @@ class FViTBBoxHead(ConvFCBBoxHead):
             bboxes = scale_boxes(bboxes, scale_factor)
         bboxes = get_box_tensor(bboxes)
         box_dim = bboxes.size(-1)
+        if rescale and box_dim == 4 and 'ori_shape' in img_meta:
+            h, w = img_meta['ori_shape'][:2]
+            bboxes = torch.stack([bboxes[:, 0].clamp(0, w), bboxes[:, 1].clamp(0, h),
+                                  bboxes[:, 2].clamp(0, w), bboxes[:, 3].clamp(0, h)], dim=1)
         bboxes = bboxes.view(num_rois, -1)
+        if box_dim == 4:  # zero-area boxes: zero their class scores (per class with class-specific regression)
+            b = bboxes.view(num_rois, -1, 4)
+            valid = ((b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1])).to(scores.dtype)
+            scores = torch.cat([scores[:, :-1] * valid, scores[:, -1:]], dim=1)
         if rcnn_test_cfg is None:
             results.bboxes, results.scores = bboxes, scores
             return results
