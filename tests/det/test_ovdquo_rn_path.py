@@ -188,3 +188,21 @@ def test_text_context_length_in_cache_key_and_checked(tmp_path):
     assert len(list(tmp_path.glob('*.pt'))) == 2
     with pytest.raises(ValueError, match='context_length=78'):
         DeCLIPTextEncoder('RN50', tiny_resnet_overrides(), context_length=78)
+
+
+def test_gen_text_embeddings_tool_context_length(tmp_path):
+    """``tools/gen_text_embeddings.py --context-length 15 --templates imagenet --no-this-is`` writes the RN-path
+    vectors (names without "_" / upper case are used as they are)."""
+    import json
+    from .conftest import load_tool
+    tool = load_tool('tools/gen_text_embeddings.py')
+    args = ['--classes', f'object,{LONG}', '--model', 'RN50', '--model-overrides', json.dumps(tiny_resnet_overrides()),
+            '--templates', 'imagenet',
+            '--no-this-is', '--device', 'cpu', '--no-progress']
+    short = tool.main(args + ['--out', str(tmp_path / 'a.pt'), '--context-length', '15'])
+    full = tool.main(args + ['--out', str(tmp_path / 'b.pt')])
+    torch.manual_seed(0)
+    enc = DeCLIPTextEncoder('RN50', tiny_resnet_overrides(), context_length=15)
+    ref = enc.embed_classes(['object', LONG], IMAGENET_TEMPLATES)
+    torch.testing.assert_close(torch.stack([short['object'], short[LONG]]), ref, rtol=1e-5, atol=1e-6)
+    assert (short[LONG] - full[LONG]).abs().max() > 1e-4
