@@ -7,7 +7,7 @@ import torch.nn as nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from declip_mm.models.backbones.checkpoint import CheckpointError, CheckpointNotFoundError
-from declip_mm.models.backbones.clip_resnet import CLIPResNet, tiny_resnet_overrides
+from declip_mm.models.backbones import CLIPResNet, tiny_resnet_overrides
 from declip_mm.registry import DET_MODELS
 
 from .clip_rn_reference import attnpool, random_resnet_state, resnet_stages, save_torchscript_archive

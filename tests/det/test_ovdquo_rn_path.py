@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from declip_mm.models.backbones.clip_resnet import CLIPResNet, tiny_resnet_overrides
-from declip_mm.models.roi_heads.clip_region_features import (ResNetC4RegionEmbed, ResNetC5RegionEmbed,
-                                                              padding_mask_from_metas, valid_cells)
+from declip_mm.models.backbones import CLIPResNet, tiny_resnet_overrides  # package exports = registered on import
+from declip_mm.models.roi_heads import ResNetC4RegionEmbed, ResNetC5RegionEmbed
+from declip_mm.models.roi_heads.clip_region_features import padding_mask_from_metas, valid_cells
 from declip_mm.models.text import DeCLIPTextEncoder
 from declip_mm.models.text.templates import IMAGENET_TEMPLATES
 from declip_mm.registry import DET_MODELS
@@ -117,6 +117,24 @@ def test_region_embeds_on_backbone_outputs(rn):
     torch.testing.assert_close(got5, c5_ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(got4, c4_ref, rtol=1e-10, atol=1e-10)
     assert got5.grad_fn is None and got4.grad_fn is None
+
+
+def test_region_embeds_under_bf16_autocast(rn):
+    """AMP: bfloat16 maps are cast back to the float32 CLIP weights and computed without autocast (mmcv's RoIAlign
+    has no bfloat16 kernel); the result is float32 and equals the float64 reference on the same rounded maps."""
+    import copy
+    bb, sd = rn
+    bb32 = copy.deepcopy(bb).float()
+    mask, boxes, c4, c5 = _batch()
+    c4, c5 = c4.to(torch.bfloat16), c5.to(torch.bfloat16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got5 = ResNetC5RegionEmbed()(bb32, (c4, c5), [b.float() for b in boxes], mask)
+        got4 = ResNetC4RegionEmbed()(bb32, (c4, c5), [b.float() for b in boxes], mask)
+    assert got5.dtype == got4.dtype == torch.float32
+    ref5 = approx_attnpool_rois(c5.double(), cell_rois(boxes, _cells(mask, c5)), sd, heads=8, g=3)
+    ref4 = res5_attnpool_rois(c4.double(), cell_rois(boxes, _cells(mask, c4)), sd, heads=8, g=3)
+    torch.testing.assert_close(got5.double(), ref5, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got4.double(), ref4, rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ text (RN)

@@ -135,9 +135,12 @@ class _RegionEmbed(nn.Module):
 
     def forward(self, backbone: nn.Module, feats: Sequence[torch.Tensor], boxes: List[torch.Tensor],
                 padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        feat = feats[self.in_index]
-        with torch.no_grad():
-            return self.embed(backbone, feat, self.rois(feat, boxes, padding_mask))
+        """(K, D) embeddings in the CLIP weights' dtype: under AMP the map is cast back to the (float32) weights
+        and autocast is off here (mmcv's RoIAlign has no bfloat16 kernel; the original also returns float32)."""
+        dtype = backbone.attnpool.c_proj.weight.dtype
+        feat = feats[self.in_index].to(dtype)
+        with torch.no_grad(), torch.autocast(feat.device.type, enabled=False):
+            return self.embed(backbone, feat, self.rois(feat, [b.to(dtype) for b in boxes], padding_mask))
 
     def embed(self, backbone, feat, rois):
         raise NotImplementedError
