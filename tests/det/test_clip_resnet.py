@@ -4,6 +4,7 @@ import pickle
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.registry import init_default_scope
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from declip_mm.models.backbones.checkpoint import CheckpointError, CheckpointNotFoundError
@@ -95,6 +96,7 @@ def test_region_prompt_replaces_attnpool_pe(rn_files):
 def test_released_architectures(name, channels, grid, dim):
     """The two OV-COCO CLIPs: C3/C4/C5 widths, attnpool grid g (C5 RoIs g x g = 7 / 9, C4 RoIs 2g = 14 / 18) and
     embedding width; built from the registry as a config would."""
+    init_default_scope('mmdet')  # another test may have left mmseg's scope
     bb = DET_MODELS.build(dict(type='CLIPResNet', model_name=name))
     assert (bb.out_channels, bb.grid_size, bb.embed_dim) == (channels, grid, dim)
     assert bb.attnpool.num_heads == channels[-1] // 64

@@ -4,6 +4,7 @@ torchvision's RoIAlign, following the original's formulas."""
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.registry import init_default_scope
 
 from declip_mm.models.backbones import CLIPResNet, tiny_resnet_overrides  # package exports = registered on import
 from declip_mm.models.roi_heads import ResNetC4RegionEmbed, ResNetC5RegionEmbed
@@ -67,6 +68,7 @@ def test_c5_region_embed_is_the_approximate_attnpool(rn):
     (no mean token), scale head_dim^-1/2, c_proj, L2 norm; boxes scaled by the mask's valid cells."""
     bb, sd = rn
     mask, boxes, c4, c5 = _batch()
+    init_default_scope('mmdet')
     got = DET_MODELS.build(dict(type='ResNetC5RegionEmbed'))(bb, (c4, c5), boxes, mask)
     rois = cell_rois(boxes, _cells(mask, c5))
     ref = approx_attnpool_rois(c5, rois, sd, heads=8, g=3)
@@ -99,6 +101,7 @@ def test_c4_region_embed_is_res5_attnpool(rn):
     mask, boxes, c4, c5 = _batch()
     rois = cell_rois(boxes, _cells(mask, c4))
     ref = res5_attnpool_rois(c4, rois, sd, heads=8, g=3)
+    init_default_scope('mmdet')
     for chunk in (256, 3):  # chunking is memory only
         got = DET_MODELS.build(dict(type='ResNetC4RegionEmbed', chunk_size=chunk))(bb, (c4, c5), boxes, mask)
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
