@@ -35,6 +35,8 @@ def main(argv=None):
     p.add_argument('--tiny', choices=['eva', 'openai'], default=None, help='tiny random CLIP (tests)')
     p.add_argument('--templates', choices=['vild', 'imagenet', 'single'], default='vild')
     p.add_argument('--no-this-is', action='store_true', help='do not apply ViLD\'s "This is" prefix rule')
+    p.add_argument('--context-length', type=int, default=None,
+                   help='tokens per sentence (truncated, EOT kept); OV-DQUO/CORA ResNet text: 15 (default: 77)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
@@ -57,7 +59,8 @@ def main(argv=None):
     elif args.checkpoint is None:
         print('WARNING: no --checkpoint: random text tower (only meaningful for tests)', file=sys.stderr)
     torch.manual_seed(args.seed)
-    enc = CLIPTextEncoder(model_name=args.model, model_overrides=overrides, checkpoint=args.checkpoint)
+    enc = CLIPTextEncoder(model_name=args.model, model_overrides=overrides, checkpoint=args.checkpoint,
+                          context_length=args.context_length)
     enc.to(args.device)
     enc.show_progress = not args.no_progress  # tqdm bar over class batches (open_clip's zero-shot classifier)
     templates = dict(vild=VILD_TEMPLATES, imagenet=IMAGENET_TEMPLATES, single=(SINGLE_TEMPLATE, ))[args.templates]

@@ -40,12 +40,16 @@ class DeCLIPTextEncoder(BaseModule):
         split_qkv: separate q/k/v weight parameters in every text block (for q/v-only rules).
         batch_size: sentences per text-tower call.
         cache_dir: directory of the on-disk embedding cache (None: memory only); see :meth:`embed_classes`.
+        context_length: tokenise to this many tokens (truncated, EOT forced as the last token; OV-DQUO / CORA's
+            ResNet text encoder uses 15), then zero-padded to the model's length: with causal attention the EOT
+            output equals a run at the short length.  None: the model's own (77).
     """
 
     def __init__(self, model_name: str = 'EVA02-B-16', model_overrides: Optional[dict] = None,
                  checkpoint: Optional[str] = None, quick_gelu: Optional[bool] = None, frozen: bool = True,
                  trainable: Union[None, str, Sequence[str]] = None, split_qkv: bool = False, batch_size: int = 256,
-                 cache_dir: Optional[str] = None, init_cfg: Optional[dict] = None):
+                 cache_dir: Optional[str] = None, context_length: Optional[int] = None,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         import open_clip
         clip = build_clip_model(model_name, model_overrides, quick_gelu)
@@ -67,6 +71,10 @@ class DeCLIPTextEncoder(BaseModule):
         self.clip = clip
         self.model_name = model_name
         self.tokenizer = open_clip.get_tokenizer(model_name)
+        model_ctx = getattr(self.tokenizer, 'context_length', None)
+        if context_length is not None and not (model_ctx and 2 <= int(context_length) <= model_ctx):
+            raise ValueError(f'context_length={context_length} must be in [2, {model_ctx}] for {model_name}')
+        self.context_length = None if context_length is None else int(context_length)
         self.batch_size = batch_size
         self.embed_dim = clip.text_projection.shape[1] if getattr(clip, 'text_projection', None) is not None \
             else clip.text.text_projection.shape[1]
@@ -102,6 +110,13 @@ class DeCLIPTextEncoder(BaseModule):
             self._digest = (version, h.hexdigest())
         return self._digest[1]
 
+    def tokenize(self, sentences: List[str]) -> torch.Tensor:
+        """(N,) sentences -> (N, L) token ids (``context_length`` applied, see the class docstring)."""
+        if self.context_length is None:
+            return self.tokenizer(sentences)
+        tokens = self.tokenizer(sentences, context_length=self.context_length)  # open_clip: truncate, EOT last
+        return F.pad(tokens, (0, self.tokenizer.context_length - self.context_length))
+
     def encode_sentences(self, sentences: List[str]) -> torch.Tensor:
         """(N,) sentences -> (N, D) L2-normalised embeddings (differentiable if trainable)."""
         check_weights_loaded(self)
@@ -110,7 +125,7 @@ class DeCLIPTextEncoder(BaseModule):
         device = next(self.parameters()).device
         outs = []
         for i in range(0, len(sentences), self.batch_size):
-            tokens = self.tokenizer(list(sentences[i:i + self.batch_size])).to(device)
+            tokens = self.tokenize(list(sentences[i:i + self.batch_size])).to(device)
             outs.append(self.clip.encode_text(tokens))
         return F.normalize(torch.cat(outs), dim=-1)
 
@@ -158,7 +173,7 @@ class DeCLIPTextEncoder(BaseModule):
             for i in range(0, num_k, per_call):  # open_clip's zero-shot classifier, one batch of names a call
                 chunk = list(class_names[i:i + per_call])
                 parts.append(open_clip.build_zero_shot_classifier(
-                    self.clip, self.tokenizer, chunk, [partial(formatter, t) for t in templates],
+                    self.clip, self.tokenize, chunk, [partial(formatter, t) for t in templates],
                     num_classes_per_batch=per_call, device=device).t())
                 if bar is not None:
                     bar.update(len(chunk))
@@ -175,8 +190,10 @@ class DeCLIPTextEncoder(BaseModule):
 
     # -------------------------------------------------------------------------------------------- disk cache
     def _disk_path(self, sentences: List[str], num_p: int) -> str:
-        h = hashlib.sha256(json.dumps(dict(weights=self.weights_digest(), templates_per_name=num_p,
-                                           sentences=list(sentences))).encode()).hexdigest()
+        key = dict(weights=self.weights_digest(), templates_per_name=num_p, sentences=list(sentences))
+        if self.context_length is not None:
+            key['context_length'] = self.context_length
+        h = hashlib.sha256(json.dumps(key).encode()).hexdigest()
         return osp.join(osp.expanduser(self.cache_dir), f'{h}.pt')
 
     @staticmethod
