@@ -7,7 +7,8 @@ Which test catches which one-line bug:
   direction flipped (``s > 0`` excluded), the mean taken per row / per column instead of over the whole matrix,
   softmax over queries instead of keys, the L2 normalisation over tokens instead of channels.
 * ``test_proxy_mean_is_per_crop``: the mean over the whole batch (the original's batch is one crop).
-* ``test_fully_excluded_row_attends_to_itself``: the diagonal guard dropped (NaN rows).
+* ``test_fully_excluded_row_attends_to_itself``: the diagonal guard dropped (NaN rows), or applied when
+  ``keep_diagonal=False`` (which must give the original's NaN row).
 * ``test_extract_attended_matches_original_last_block`` (OpenAI, non-square grid): CLS kept in V or the wrong token
   dropped (``v[:, :-1]``), h / w swapped in the V reshape, align_corners / nearest resize, a residual or FFN added,
   ``ln_post`` / ``proj`` skipped, heads mixed up.
@@ -189,6 +190,8 @@ def test_fully_excluded_row_attends_to_itself():
     assert A[0, 0, 0] == 1 and A[0, 0, 1:].sum() == 0
     ref = ref_proxy_attention(f, num_heads=1)[0]
     assert torch.isnan(ref[0]).all() and torch.allclose(A[0, 1:], ref[1:], atol=1e-6)  # other rows unchanged
+    # keep_diagonal=False is the original's rule, NaN row included
+    assert torch.allclose(proxy_attention(f, keep_diagonal=False)[0], ref, atol=1e-6, equal_nan=True)
 
 
 # ------------------------------------------------------------------------------------------ last block
