@@ -5,8 +5,9 @@ Stages (all by default, in order; pick with --stages):
   distill   DeCLIP distillation (tiny EVA student, tiny DINOv2-style VFM, ~100 generated images): losses at
             start / end, before/after correlation maps, and the exported backbone checkpoint
   det       F-ViT on the synthetic OV shapes set with the distilled backbone: train, then test (base/novel AP50)
-  seg       CAT-Seg trained a few iterations and the training-free segmentor, both on the distilled backbone,
-            on generated scenes: mIoU and overlay pictures
+  seg       CAT-Seg trained a few iterations and the training-free segmentor (plain, and with ProxyCLIP's proxy
+            attention from a tiny random DINO), all on the distilled backbone, on generated scenes: mIoU and
+            overlay pictures
   infer     open-vocabulary inference on a real photo (matplotlib's grace_hopper.jpg) with a free-text vocabulary
             through tools/infer.py (det with the det stage's F-ViT, seg with its CAT-Seg, zeroshot): pictures,
             predictions.json; with random tiny weights the labels are meaningless
@@ -89,7 +90,12 @@ def stage_seg(out_dir):
     work = osp.join(out_dir, 'zeroshot_seg')
     m = test_tool.main([cfg, '--work-dir', work, '--cfg-options', f'test_dataloader.dataset.data_root={root}']
                        + backbone)
-    return summary + f'; training-free mIoU {m["mIoU"]:.2f} (overlays under {work})'
+    summary += f'; training-free mIoU {m["mIoU"]:.2f} (overlays under {work})'
+    cfg = osp.join(ROOT, 'configs', 'zeroshot_seg', 'proxyclip_tiny-eva02_tiny-dino-b8_ov-scenes-synthetic.py')
+    work = osp.join(out_dir, 'proxyclip_seg')
+    m = test_tool.main([cfg, '--work-dir', work, '--cfg-options', f'test_dataloader.dataset.data_root={root}']
+                       + backbone)
+    return summary + f'; ProxyCLIP (tiny DINO proxy attention) mIoU {m["mIoU"]:.2f} (overlays under {work})'
 
 
 INFER_TEXTS = 'person, necktie, military uniform, flag, wall'

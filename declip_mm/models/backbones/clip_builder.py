@@ -1,7 +1,9 @@
 """Build open_clip CLIP models offline from their registered configs (no weights, no hub).
 
-Supported architectures (open_clip config names): OpenAI-style ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336`` and
-EVA02-CLIP ``EVA02-B-16``, ``EVA02-L-14``, ``EVA02-L-14-336`` (timm ``eva02_*_clip_*`` trunks).
+Supported architectures (open_clip config names): OpenAI-style ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``,
+``ViT-B-16-quickgelu`` (MetaCLIP B/16: open_clip's ``metaclip_400m`` / ``metaclip_fullcc`` weights, the same
+architecture as OpenAI's) and EVA02-CLIP ``EVA02-B-16``, ``EVA02-L-14``, ``EVA02-L-14-336`` (timm
+``eva02_*_clip_*`` trunks).
 """
 import contextlib
 import copy
@@ -9,7 +11,8 @@ from typing import Optional
 
 import torch.nn as nn
 
-SUPPORTED_MODELS = ('ViT-B-16', 'ViT-L-14', 'ViT-L-14-336', 'EVA02-B-16', 'EVA02-L-14', 'EVA02-L-14-336')
+SUPPORTED_MODELS = ('ViT-B-16', 'ViT-L-14', 'ViT-L-14-336', 'ViT-B-16-quickgelu', 'EVA02-B-16', 'EVA02-L-14',
+                    'EVA02-L-14-336')
 
 # CLIP's image normalisation on 0-255 RGB (OpenAI and EVA-CLIP use the same statistics).
 CLIP_MEAN = (122.7709383, 116.7460125, 104.09373615)

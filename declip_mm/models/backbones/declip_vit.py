@@ -15,7 +15,13 @@ For the decoupled modes the content tokens are ``proj(inner_ln(concat_heads(A V)
 with **no residual, no FFN, no layer scale and no RoPE**; CLS takes part in the attention and is dropped afterwards.
 Dense content = final norm + projection of the patch tokens, (B, D, H/p, W/p).  Context = Q (and K / V as the mode
 needs) of the last block, heads concatenated, CLS removed, (B, C, H/p, W/p) each.
+
+External attention (ProxyCLIP-style, :meth:`DeCLIPViT.extract_attended`): the last block's V (CLS dropped) is
+bilinearly resized from the CLIP grid to the grid of a given row-stochastic attention A (B, M, M), e.g. a VFM's
+patch grid; the content tokens are the decoupled output of A.V (OpenAI: ``ls_1(out_proj(A V))``; EVA:
+``proj(inner_ln(A V))``; no residual, no FFN), and the dense map is final norm + projection at that grid.
 """
+import contextlib
 import logging
 import os
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -32,7 +38,7 @@ from .checkpoint import CheckpointError, load_clip_state_dict, load_into
 from .freezing import apply_trainable_rule
 from .pending_weights import check_weights_loaded, defer_missing_checkpoint
 from .clip_builder import CLIP_MEAN, CLIP_STD, VisualOnly, build_clip_model, clip_family
-from .towers import build_tower, split_mha_qkv
+from .towers import POS_EMBED_RESIZE, build_tower, split_mha_qkv
 
 DECOUPLED_MODES = ('qq', 'kk', 'vv', 'csa', 'all')
 MODES = ('vanilla', 'maskclip', 'maskclip_cls') + DECOUPLED_MODES
@@ -92,6 +98,9 @@ class DeCLIPViT(BaseModule):
         quick_gelu: see ``build_clip_model`` (default: True for OpenAI weights).
         pos_embed_antialias: antialiased bicubic position-embedding resize (timm's dynamic-size behaviour);
             default False follows the official EVA-CLIP code.
+        pos_embed_resize: ``'size'`` (bicubic to the new grid; default) or ``'dino_scale'`` (bicubic with DINO's
+            scale factor ``(n + 0.1) / sqrt(N)``, as the open_clip copies of ProxyCLIP / CorrCLIP / Trident resize
+            OpenAI CLIP's grid; use it to reproduce them on OpenAI / MetaCLIP weights).
         with_cp: activation checkpointing of the blocks in training.
         strict_checkpoint: error (instead of warn) on visual weights missing from the checkpoint.
         pretrained: accepted for mmseg's ``model.pretrained`` convention: a local file is used as ``checkpoint``.
@@ -113,6 +122,7 @@ class DeCLIPViT(BaseModule):
                  split_qkv: bool = False,
                  quick_gelu: Optional[bool] = None,
                  pos_embed_antialias: bool = False,
+                 pos_embed_resize: str = 'size',
                  with_cp: bool = False,
                  strict_checkpoint: bool = True,
                  pretrained: Optional[str] = None,
@@ -131,13 +141,15 @@ class DeCLIPViT(BaseModule):
         bad = [t for t in out_types if t not in OUT_TYPES]
         if bad or not out_types:
             raise ValueError(f'out_types must be a non-empty subset of {OUT_TYPES}, got {tuple(out_types)}')
+        if pos_embed_resize not in POS_EMBED_RESIZE:
+            raise ValueError(f'pos_embed_resize must be one of {POS_EMBED_RESIZE}, got {pos_embed_resize!r}')
         if attn_scale not in ('auto', 'none', 'sqrt'):
             raise ValueError(f"attn_scale must be 'auto', 'none' or 'sqrt', got {attn_scale!r}")
         self.model_name = model_name
         self.model_overrides = model_overrides
         self.family = clip_family(model_name)
         self.visual = build_clip_model(model_name, model_overrides, quick_gelu, with_text=False).visual
-        self._tower = build_tower(self.visual, self.family, pos_embed_antialias)
+        self._tower = build_tower(self.visual, self.family, pos_embed_antialias, pos_embed_resize)
         if split_qkv and self.family == 'openai':
             for blk in self._tower.blocks:
                 split_mha_qkv(blk.attn)
@@ -265,15 +277,65 @@ class DeCLIPViT(BaseModule):
                 return self._extract(img, outputs)
         return self._extract(img, outputs)
 
-    def _extract(self, img, outputs):
-        tower = self._tower
-        x, hw, aux = tower.embed(img)
-        want_feats = 'feats' in outputs
-        feats = []
+    def last_block_input(self, img: torch.Tensor, keep: Sequence[int] = ()):
+        """Tokens entering the last block.  (B,3,H,W) -> (x (B,1+N,C), grid (h,w), aux (EVA: RoPE), {i: block i
+        output (B,1+N,C) for i in ``keep``}).  No input check; see :meth:`extract`."""
+        x, hw, aux = self._tower.embed(img)
+        kept = {}
         for i in range(self.num_blocks - 1):
             x = self._run_block(i, x, aux)
-            if want_feats and i in self.out_indices:
-                feats.append(_tokens_to_map(x[:, 1:], hw))
+            if i in keep:
+                kept[i] = x
+        return x, hw, aux, kept
+
+    def last_block_values(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        """V of the last block (from ``ln_1(x)``, heads concatenated, CLS dropped) as a map (B,C,h,w)."""
+        v = self._tower.qkv(self._tower.blocks[-1], x)[2]
+        B, h, N, d = v.shape
+        return _tokens_to_map(v.transpose(1, 2).reshape(B, N, h * d)[:, 1:], hw)
+
+    def attend_values(self, attn: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Dense map from an external last-block attention.
+
+        Args:
+            attn: (B, M, M) row-stochastic attention over the tokens of a (gh, gw) grid (M = gh*gw), the same for
+                every head, or (B, heads, M, M) per head.
+            values: (B, C, gh, gw) the last block's V map already at that grid (see :meth:`last_block_values`).
+
+        Returns (B, D, gh, gw): final norm + projection of the decoupled output of A.V (no residual, no FFN).
+        """
+        B, C, gh, gw = values.shape
+        v = values.flatten(2).transpose(1, 2)  # (B, M, C)
+        if attn.shape[-2:] != (gh * gw, gh * gw):
+            raise ValueError(f'attention {tuple(attn.shape)} does not fit a {gh}x{gw} value grid')
+        if attn.dim() == 3:  # one A for all heads: concat_h(A V_h) == A concat_h(V_h)
+            o = torch.bmm(attn.to(v.dtype), v)
+        else:
+            vh = v.reshape(B, gh * gw, self.num_heads, self.head_dim).transpose(1, 2)
+            o = torch.matmul(attn.to(v.dtype), vh).transpose(1, 2).reshape(B, gh * gw, C)
+        y = self._tower.decoupled_out(self._tower.blocks[-1], o)
+        return _tokens_to_map(self._tower.head(y), (gh, gw))
+
+    def extract_attended(self, img: torch.Tensor, attn: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """(B,3,H,W) image and an external attention (B, M, M) (or (B, heads, M, M)) over a (gh, gw) grid ->
+        (B, D, gh, gw) dense map: the last block's V (CLS dropped) is resized bilinearly (align_corners=False)
+        from the CLIP grid to (gh, gw), then :meth:`attend_values`.  ProxyCLIP's last block when A is its proxy
+        attention."""
+        check_weights_loaded(self)
+        self._check_input(img)
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            x, hw, _, _ = self.last_block_input(img)
+            v = self.last_block_values(x, hw)
+            if tuple(hw) != tuple(grid):
+                v = F.interpolate(v, size=tuple(grid), mode='bilinear', align_corners=False)
+            return self.attend_values(attn, v)
+
+    def _extract(self, img, outputs):
+        tower = self._tower
+        want_feats = 'feats' in outputs
+        keep = self.out_indices if want_feats else ()
+        x, hw, aux, kept = self.last_block_input(img, keep)
+        feats = [_tokens_to_map(kept[i][:, 1:], hw) for i in sorted(kept)]
         cache, qkv_cache, res = {}, {}, {}
 
         def last(mode):

@@ -8,6 +8,7 @@
 Adapters hold references to the modules (they own no parameters), so parameter names stay open_clip's.
 Token tensors are (B, 1+N, C) with the CLS token first; q/k/v are (B, heads, 1+N, d).
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -16,14 +17,52 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
 
+POS_EMBED_RESIZE = ('size', 'dino_scale')
+
+
+def dino_v1_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
+    """DINO v1's position-embedding resize for a (1, 1 + N, C) embedding (CLS first, square N) -> (1, 1 + h*w, C).
+
+    As ``interpolate_pos_encoding`` of the DINO repo (and the open_clip copies of ProxyCLIP, Trident and CorrCLIP):
+    unchanged when the grid is square with N tokens, else bicubic interpolation (``align_corners=False``, no
+    antialias) with ``scale_factor = ((h + 0.1) / sqrt(N), (w + 0.1) / sqrt(N))``.  Passing the scale factor (not
+    the size) makes torch map output to input coordinates with that factor, so the result differs from a resize to
+    (h, w).
+    """
+    n = pos_embed.shape[1] - 1
+    h, w = int(grid_hw[0]), int(grid_hw[1])
+    if h * w == n and h == w:
+        return pos_embed
+    side = int(math.sqrt(n))
+    dim = pos_embed.shape[-1]
+    patch = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch = F.interpolate(patch, scale_factor=((h + 0.1) / math.sqrt(n), (w + 0.1) / math.sqrt(n)), mode='bicubic')
+    if tuple(patch.shape[-2:]) != (h, w):
+        raise RuntimeError(f'dino_v1_pos_embed: interpolated grid {tuple(patch.shape[-2:])} != {(h, w)}')
+    patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, dim)
+    return torch.cat([pos_embed[:, :1], patch], dim=1)
+
+
 def resize_pos_embed(pos: torch.Tensor, old_hw: Tuple[int, int], new_hw: Tuple[int, int],
-                     antialias: bool = False) -> torch.Tensor:
-    """timm's ``resample_abs_pos_embed`` (bicubic, align_corners=False, one leading CLS entry) for (1+h0*w0, C) or
-    (1, 1+h0*w0, C) embeddings.  ``antialias=False`` follows the official EVA-CLIP / CLIPSelf code (timm's own
-    dynamic-size path antialiases).  Returns the same tensor when the grid already matches."""
+                     antialias: bool = False, mode: str = 'size') -> torch.Tensor:
+    """Position embedding (1+h0*w0, C) or (1, 1+h0*w0, C), one leading CLS entry, for a new token grid.
+
+    ``mode='size'``: timm's ``resample_abs_pos_embed`` (bicubic to the target size, align_corners=False);
+    ``antialias=False`` follows the official EVA-CLIP / CLIPSelf code (timm's own dynamic-size path antialiases).
+    ``mode='dino_scale'``: :func:`dino_v1_pos_embed` (scale factor ``(n + 0.1) / sqrt(N)``), as the open_clip
+    copies of ProxyCLIP / Trident / CorrCLIP resize OpenAI CLIP's grid (square native grids only).
+    Returns the same tensor when the grid already matches."""
+    if mode not in POS_EMBED_RESIZE:
+        raise ValueError(f'pos-embed resize mode must be one of {POS_EMBED_RESIZE}, got {mode!r}')
     p = pos[None] if pos.dim() == 2 else pos
-    out = resample_abs_pos_embed(p, list(new_hw), old_size=list(old_hw), num_prefix_tokens=1, antialias=antialias)
-    if out is p:  # timm's early return at the same grid
+    if mode == 'dino_scale':
+        if old_hw[0] != old_hw[1]:
+            raise ValueError(f"mode='dino_scale' needs a square native grid, got {tuple(old_hw)}")
+        out = dino_v1_pos_embed(p, new_hw)
+    else:
+        out = resample_abs_pos_embed(p, list(new_hw), old_size=list(old_hw), num_prefix_tokens=1,
+                                     antialias=antialias)
+    if out is p:  # unchanged at the same grid
         return pos
     return out[0] if pos.dim() == 2 else out
 
@@ -44,9 +83,10 @@ def split_mha_qkv(mha: nn.MultiheadAttention) -> None:
 class EVATower:
     family = 'eva'
 
-    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False):
+    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False, pos_embed_resize: str = 'size'):
         self.visual = visual
         self.pos_embed_antialias = pos_embed_antialias
+        self.pos_embed_resize = pos_embed_resize
         rope = visual.trunk.rope
         if rope is not None and getattr(rope, 'feat_shape', None) is not None:
             # timm's cached mode ignores the shape given to get_embed: any other grid would get the native RoPE
@@ -84,7 +124,8 @@ class EVATower:
         h, w = x.shape[-2:]
         x = t.patch_embed.norm(x.flatten(2).transpose(1, 2))
         x = torch.cat([t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-        pos = resize_pos_embed(t.pos_embed, t.patch_embed.grid_size, (h, w), self.pos_embed_antialias)
+        pos = resize_pos_embed(t.pos_embed, t.patch_embed.grid_size, (h, w), self.pos_embed_antialias,
+                               self.pos_embed_resize)
         x = t.norm_pre(t.pos_drop(x + pos.to(x.dtype)))
         # the trunk's own 2-D RoPE for this grid: positions arange(n) / n * ref_feat_shape per axis (as EVA-CLIP)
         rope = None if t.rope is None else t.rope.get_embed(shape=[h, w])
@@ -152,9 +193,10 @@ class EVATower:
 class OpenAITower:
     family = 'openai'
 
-    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False):
+    def __init__(self, visual: nn.Module, pos_embed_antialias: bool = False, pos_embed_resize: str = 'size'):
         self.visual = visual
         self.pos_embed_antialias = pos_embed_antialias
+        self.pos_embed_resize = pos_embed_resize
 
     @property
     def blocks(self):
@@ -182,7 +224,8 @@ class OpenAITower:
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)
         x = torch.cat([v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
-        pos = resize_pos_embed(v.positional_embedding, v.grid_size, (h, w), self.pos_embed_antialias)
+        pos = resize_pos_embed(v.positional_embedding, v.grid_size, (h, w), self.pos_embed_antialias,
+                               self.pos_embed_resize)
         x = v.ln_pre(v.patch_dropout(x + pos.to(x.dtype)))
         return x, (h, w), None
 
@@ -241,5 +284,5 @@ class OpenAITower:
         return ('visual.ln_post.', 'visual.proj')
 
 
-def build_tower(visual: nn.Module, family: str, pos_embed_antialias: bool = False):
-    return (EVATower if family == 'eva' else OpenAITower)(visual, pos_embed_antialias)
+def build_tower(visual: nn.Module, family: str, pos_embed_antialias: bool = False, pos_embed_resize: str = 'size'):
+    return (EVATower if family == 'eva' else OpenAITower)(visual, pos_embed_antialias, pos_embed_resize)

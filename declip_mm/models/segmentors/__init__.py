@@ -1,7 +1,9 @@
-"""Segmentors (mmseg): CAT-Seg and the training-free DeCLIP segmentor."""
+"""Segmentors (mmseg): CAT-Seg and the training-free DeCLIP segmentor (optionally with ProxyCLIP's VFM proxy
+attention)."""
 from .catseg import CATSeg, catseg_slide_merge, catseg_window_offsets
 from .data_preprocessor import OVSegDataPreProcessor
+from .proxy_attention import VFMProxyAttention, proxy_attention
 from .zeroshot_seg import DeCLIPZeroShotSegmentor
 
-__all__ = ['CATSeg', 'DeCLIPZeroShotSegmentor', 'OVSegDataPreProcessor', 'catseg_slide_merge',
-           'catseg_window_offsets']
+__all__ = ['CATSeg', 'DeCLIPZeroShotSegmentor', 'OVSegDataPreProcessor', 'VFMProxyAttention', 'catseg_slide_merge',
+           'catseg_window_offsets', 'proxy_attention']

@@ -11,6 +11,13 @@ Follows the official evaluation code (ProxyCLIP-derived ``declip_segmentor.py``;
   argmax; pixels whose max probability < ``prob_thd`` go to ``background_index`` (VOC-21 0.4, Context-60 0.15,
   COCO-Object 0.2, else 0).
 
+**ProxyCLIP** (``proxy=dict(type='VFMProxyAttention', vfm=...)``): each crop's last-block attention is a VFM's
+proxy attention (``proxy_attention.py``) applied to CLIP's last-block values resized to the VFM grid
+(``DeCLIPViT.extract_attended``); the crop is classified at the VFM grid (e.g. 42 x 42 for DINO ViT-B/8 on a 336
+crop) and the logits are upsampled to the padded crop.  ProxyCLIP's protocol pads crops to a multiple of 56
+(``pad_multiple=56``); the CLIP input is the padded crop cut to a CLIP-patch multiple (what the original's
+stride-p patch embedding does).  Works with any ``DeCLIPViT`` (OpenAI, MetaCLIP, DeCLIP EVA02).
+
 Unlike the reference code (which overwrites its tensor in the post-processing loop), every image of a batch is
 processed independently, so batch > 1 is correct.
 """
@@ -67,6 +74,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         postprocess: list of ``SegPostProcessor`` configs run per image at the original size, e.g.
             ``[dict(type='PAMR'), dict(type='MaskVote', mask_source=dict(type='MaskFileSource', mask_dir=...))]``
             (``declip_mm/models/task_modules``).
+        proxy: ProxyCLIP's proxy attention (``VFMProxyAttention`` config); None: the backbone's own dense
+            features (``dense_mode``).
     """
 
     def __init__(self,
@@ -84,12 +93,14 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  crops_per_forward: int = 16,
                  save_seg_logits: bool = False,
                  postprocess: Optional[Sequence[dict]] = None,
+                 proxy: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         from declip_mm.datasets.ov_segmentation import load_name_sets
         from declip_mm.models.text.templates import IMAGENET_TEMPLATES
         self.backbone = _build(backbone)
+        self.proxy = _build(proxy) if proxy is not None else None
         self.text_encoder = _build(text_encoder_from_backbone_file(text_encoder, backbone))
         self.name_sets = load_name_sets(class_names, sep=name_sep)
         self.query_names = [n for names in self.name_sets for n in names]
@@ -124,8 +135,21 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             return self.text_encoder.embed_classes(self.query_names, self.templates)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) with H, W multiples of the patch size -> (N, D, H/p, W/p) L2-normalised dense features."""
-        return F.normalize(self.backbone.extract(inputs, outputs=('dense', ))['dense'], dim=1)
+        """(N, 3, H, W) padded crops -> (N, D, h, w) L2-normalised dense features: at the CLIP grid (H, W multiples
+        of the patch size), or with ``proxy`` at the VFM grid."""
+        if self.proxy is None:
+            return F.normalize(self.backbone.extract(inputs, outputs=('dense', ))['dense'], dim=1)
+        attn, grid = self.proxy(inputs, *self.pixel_stats())
+        p = self.backbone.patch_size
+        clip_in = inputs[..., :inputs.shape[-2] // p * p, :inputs.shape[-1] // p * p]
+        return F.normalize(self.backbone.extract_attended(clip_in, attn, grid), dim=1)
+
+    def pixel_stats(self):
+        """(mean, std) (3,) the data preprocessor normalised the inputs with (None, None: raw pixels)."""
+        dp = self.data_preprocessor
+        if getattr(dp, '_enable_normalize', False):
+            return dp.mean.flatten(), dp.std.flatten()
+        return None, None
 
     def crop_logits(self, crops: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) crops -> (N, Q, h, w) cosine logits (padded to the patch multiple, upsampled, cut)."""

@@ -14,7 +14,6 @@ Weights come only from a local file (``checkpoint``): original releases (DINOv2 
 ``sam_vit_*.pth``, DINOv3) and timm-format files are accepted through timm's own ``checkpoint_filter_fn``. A missing
 file or a key/shape mismatch raises an error that names the problem. Nothing is ever downloaded (``pretrained=False``).
 """
-import math
 import sys
 from typing import Dict, Optional, Tuple
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from declip_mm.models.backbones.checkpoint import read_checkpoint
+from declip_mm.models.backbones.towers import dino_v1_pos_embed  # noqa: F401 (re-exported)
 from declip_mm.registry import MODELS
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -55,6 +55,9 @@ VFM_SPECS: Dict[str, dict] = {
 }
 
 
+VFM_TAPS = ('tokens', 'q', 'k', 'v', 'qk')
+
+
 def sam_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
     """SAM's absolute position embedding (1, H0, W0, C) for a (h, w) token grid -> (1, h, w, C).
 
@@ -63,28 +66,6 @@ def sam_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Te
     """
     from timm.layers import resample_abs_pos_embed_nhwc
     return resample_abs_pos_embed_nhwc(pos_embed, [int(grid_hw[0]), int(grid_hw[1])], antialias=False)
-
-
-def dino_v1_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
-    """DINO v1's position embedding (1, 1 + N, C) (CLS first, square N) for a (h, w) token grid -> (1, 1 + h*w, C).
-
-    As ``interpolate_pos_encoding`` of the DINO repo: unchanged when the grid is square with N tokens, else bicubic
-    interpolation (``align_corners=False``, no antialias) with ``scale_factor = ((h + 0.1) / sqrt(N),
-    (w + 0.1) / sqrt(N))``. Passing the scale factor (not the size) makes torch map output to input coordinates
-    with that factor, so the result differs from a resize to (h, w).
-    """
-    n = pos_embed.shape[1] - 1
-    h, w = int(grid_hw[0]), int(grid_hw[1])
-    if h * w == n and h == w:
-        return pos_embed
-    side = int(math.sqrt(n))
-    dim = pos_embed.shape[-1]
-    patch = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, scale_factor=((h + 0.1) / math.sqrt(n), (w + 0.1) / math.sqrt(n)), mode='bicubic')
-    if tuple(patch.shape[-2:]) != (h, w):
-        raise RuntimeError(f'dino_v1_pos_embed: interpolated grid {tuple(patch.shape[-2:])} != {(h, w)}')
-    patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, dim)
-    return torch.cat([pos_embed[:, :1], patch], dim=1)
 
 
 def _load_file(path: str) -> dict:
@@ -177,19 +158,49 @@ class VFMTeacher(BaseModule):
     def output_grid(self, hw: Tuple[int, int]) -> Tuple[int, int]:
         return hw[0] // self.patch_size, hw[1] // self.patch_size
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, tap: str = 'tokens') -> torch.Tensor:
+        """(B, 3, h, w) -> (B, Cv, h/p, w/p) patch map of ``tap``:
+
+        * ``'tokens'``: the features listed in ``VFM_SPECS`` (last block + final norm, or SAM's neck output);
+        * ``'q'`` / ``'k'`` / ``'v'`` / ``'qk'`` (q + k): the last block's query / key / value (the output of its
+          ``attn.qkv`` projection, before any RoPE), heads concatenated, prefix tokens removed (CorrCLIP uses
+          DINO's q + k).
+        """
+        if tap not in VFM_TAPS:
+            raise ValueError(f'VFMTeacher: tap must be one of {VFM_TAPS}, got {tap!r}')
         h, w = img.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f'VFMTeacher({self.name}): input {h}x{w} is not a multiple of the patch size '
                              f'{self.patch_size}')
+        gh, gw = h // self.patch_size, w // self.patch_size
+        if tap != 'tokens':
+            return self._qkv_tap(img, tap, gh, gw)
         if self.pos_mode == 'sam':
             return self._sam_features(img)  # (B, 256, h/p, w/p) neck output
         x = self._dino_v1_features(img) if self.pos_mode == 'dino_v1' else self.model.forward_features(img)
-        gh, gw = h // self.patch_size, w // self.patch_size
-        x = x[:, self.num_prefix_tokens:]
+        return self._to_map(x, gh, gw)
+
+    def _to_map(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1, x.shape[-1])[:, self.num_prefix_tokens:]
         if x.shape[1] != gh * gw:
             raise RuntimeError(f'VFMTeacher({self.name}): got {x.shape[1]} patch tokens, expected {gh}x{gw}')
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
+
+    def _qkv_tap(self, img: torch.Tensor, tap: str, gh: int, gw: int) -> torch.Tensor:
+        qkv_layer = getattr(getattr(self.model.blocks[-1], 'attn', None), 'qkv', None)
+        if not isinstance(qkv_layer, torch.nn.Linear):
+            raise NotImplementedError(f'VFMTeacher({self.name}): tap {tap!r} needs a fused attn.qkv projection in '
+                                      'the last block')
+        out = {}
+        handle = qkv_layer.register_forward_hook(lambda mod, inp, o: out.__setitem__('qkv', o))
+        try:
+            self.forward(img)
+        finally:
+            handle.remove()
+        qkv = out['qkv']
+        q, k, v = qkv.reshape(qkv.shape[0], -1, qkv.shape[-1]).chunk(3, dim=-1)  # (B, T, C) each, heads concat.
+        x = {'q': q, 'k': k, 'v': v, 'qk': q + k}[tap]
+        return self._to_map(x, gh, gw)
 
     # timm's forward_features with the original code's position-embedding resize (timm's antialiases)
     def _sam_features(self, img: torch.Tensor) -> torch.Tensor:

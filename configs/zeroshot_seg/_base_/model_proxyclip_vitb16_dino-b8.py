@@ -1,0 +1,28 @@
+# ProxyCLIP (ECCV 2024) on OpenAI CLIP ViT-B/16 with DINO ViT-B/8 as the proxy VFM (the original's default).
+# ProxyCLIP's protocol: 80 ImageNet templates, window 336 / stride 112 (set per benchmark), crops zero-padded
+# symmetrically to a multiple of 56, classification at the VFM grid, logits averaged over overlaps and resized to
+# the original size, x40, softmax, max over a class's names, pixels below prob_thd -> background 0.
+# pos_embed_resize='dino_scale': the original's open_clip resizes OpenAI's 14x14 position grid with DINO's
+# scale factor (n + 0.1) / sqrt(N).
+model = dict(
+    type='DeCLIPZeroShotSegmentor',
+    data_preprocessor=dict(
+        type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
+        std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
+    backbone=dict(type='DeCLIPViT', model_name='ViT-B-16', checkpoint='checkpoints/openai_vit_b16.pt',
+                  dense_mode='vanilla', attn_scale='sqrt', pos_embed_resize='dino_scale', out_types=('dense', ),
+                  frozen=True),
+    text_encoder=dict(type='DeCLIPTextEncoder', model_name='ViT-B-16', frozen=True),
+    proxy=dict(
+        type='VFMProxyAttention',
+        vfm=dict(type='VFMTeacher', name='dino_b8', checkpoint='checkpoints/dino_vitbase8_pretrain.pth'),
+        beta=1.2, gamma=3.0),
+    class_names=None,  # set per benchmark
+    name_sep='; ',
+    logit_scale=40.0,
+    prob_thd=0.0,
+    background_index=0,
+    slide_crop=336,
+    slide_stride=112,
+    pad_multiple=56,
+    crops_per_forward=8)
