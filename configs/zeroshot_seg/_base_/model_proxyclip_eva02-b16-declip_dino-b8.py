@@ -6,9 +6,10 @@
 # position-embedding resize and RoPE for blocks 1..L-1.
 model = dict(
     type='DeCLIPZeroShotSegmentor',
+    # CLIP's mean / std rounded to 3 decimals, as ProxyCLIP's segmentor normalises (proxyclip_segmentor.py)
     data_preprocessor=dict(
-        type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
+        type='OVSegDataPreProcessor', mean=[122.771, 116.746, 104.094],
+        std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='EVA02-B-16', checkpoint='checkpoints/declip_eva02_b16.pt',
                   dense_mode='csa', attn_scale='sqrt', out_types=('dense', ), frozen=True),
     text_encoder=dict(type='DeCLIPTextEncoder', model_name='EVA02-B-16', frozen=True),

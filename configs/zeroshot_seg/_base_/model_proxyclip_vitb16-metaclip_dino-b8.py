@@ -5,9 +5,10 @@
 # pos_embed_resize='dino_scale': as the original's open_clip resizes the 14x14 position grid.
 model = dict(
     type='DeCLIPZeroShotSegmentor',
+    # CLIP's mean / std rounded to 3 decimals, as ProxyCLIP's segmentor normalises (proxyclip_segmentor.py)
     data_preprocessor=dict(
-        type='OVSegDataPreProcessor', mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.3231630], bgr_to_rgb=True),
+        type='OVSegDataPreProcessor', mean=[122.771, 116.746, 104.094],
+        std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
     backbone=dict(type='DeCLIPViT', model_name='ViT-B-16-quickgelu',
                   checkpoint='checkpoints/metaclip_b16_fullcc2.5b.pt', dense_mode='vanilla', attn_scale='sqrt',
                   pos_embed_resize='dino_scale', out_types=('dense', ), frozen=True),
