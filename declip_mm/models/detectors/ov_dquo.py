@@ -1,6 +1,7 @@
 """OV-DQUO (AAAI 2025): open-vocabulary DINO with denoising text queries and open-world wildcard supervision."""
 import copy
 import warnings
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,6 +17,28 @@ from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 
 from ..layers import TextCdnQueryGenerator
 from ..task_modules import OVCategorySampler, batch_true_labels, gt_with_pseudo_fields
+
+
+def _float_output(module, inputs, output):
+    """Forward hook: the module's output in float32 (see ``OVDQUO.deform_attn_fp32``)."""
+    return output.float()
+
+
+@contextmanager
+def fp32_region(device_type: str):
+    """Autocast off (float32) for the block: region pooling, matching, losses and scores under AMP."""
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
+
+
+def _to_fp32(x):
+    if isinstance(x, Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_fp32(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _to_fp32(v) for k, v in x.items()}
+    return x
 
 
 @register_everywhere(DET_MODELS, MODELS)
@@ -61,6 +84,12 @@ class OVDQUO(DINO):
         content_by_proposal: add the learned content row of the proposal's top-k rank (OV-DQUO: False, the row of
             its slot after sorting).
         score_temperature / score_bg_logit / objectness_power: ``T_s`` = 100, background logit 0, power 1.
+        deform_attn_fp32: under AMP, run the deformable-attention sampling in float32 (its value projection
+            returns float32; as OV-DQUO casts fp16 values to fp32).  mmcv's CUDA kernel has no bf16 version.
+
+    Mixed precision (``AmpOptimWrapper``): the backbone, neck, encoder and decoder run in the autocast dtype; the
+    CLIP region pooling, the text-query assignment, the encoder / decoder heads, matching, losses and test scores
+    run in float32 (mmcv's RoIAlign and deformable-attention kernels have no bf16 version).
     Other args: as :class:`mmdet.models.DINO` (``bbox_head.num_classes`` = 1).
     """
 
@@ -72,7 +101,7 @@ class OVDQUO(DINO):
                  query_temperature: float = 100.0, query_bg_logit: float = -1.0, novel_boost: float = 1.0,
                  wildcard_iou_thr: float = 0.5, stable_sort: bool = False, content_by_proposal: bool = False,
                  score_temperature: float = 100.0, score_bg_logit: float = 0.0, objectness_power: float = 1.0,
-                 dn_cfg: Optional[dict] = None, **kwargs) -> None:
+                 deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None, **kwargs) -> None:
         dn_cfg = dict(label_noise_scale=0.5, box_noise_scale=1.0,
                       group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)) if dn_cfg is None \
             else copy.deepcopy(dict(dn_cfg))
@@ -119,6 +148,12 @@ class OVDQUO(DINO):
         self.score_temperature = float(score_temperature)
         self.score_bg_logit = float(score_bg_logit)
         self.objectness_power = float(objectness_power)
+        self.deform_attn_fp32 = deform_attn_fp32
+        if deform_attn_fp32:
+            from mmcv.ops import MultiScaleDeformableAttention
+            for m in self.modules():
+                if isinstance(m, MultiScaleDeformableAttention):
+                    m.value_proj.register_forward_hook(_float_output)
 
     # ------------------------------------------------------------------ vocabulary
     def _load_text(self, source, text_dim: Optional[int]) -> Tensor:
@@ -188,7 +223,7 @@ class OVDQUO(DINO):
             out = self.backbone(batch_inputs)
             feats, dense = list(out[:-1]), out[-1]
         feats = [f.detach() for f in feats]
-        clip_feats = dict(dense=F.normalize(dense.detach(), dim=1))
+        clip_feats = dict(dense=F.normalize(dense.detach().float(), dim=1))  # float32 also under AMP (RoIAlign)
         x = self.neck(feats) if self.with_neck else tuple(feats)
         return tuple(x), clip_feats
 
@@ -218,9 +253,10 @@ class OVDQUO(DINO):
         batch_input_shape = batch_data_samples[0].batch_input_shape
         wildcard = vocab['wildcard_index']
         text = vocab['text'] if wildcard is None else vocab['text'][:wildcard]
-        with torch.no_grad():
-            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals, img_shapes, batch_input_shape)
-            cos = emb @ text.to(emb.dtype).t()
+        with torch.no_grad(), fp32_region(proposals.device.type):
+            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals.float(), img_shapes,
+                                                           batch_input_shape).float()
+            cos = emb @ text.float().t()
             probs = torch.cat([cos, torch.full_like(cos[..., :1], self.query_bg_logit)], -1)
             probs = (probs * self.query_temperature).softmax(-1)
             if not self.training and self.novel_boost != 1.0 and self.novel_indices:
@@ -272,8 +308,10 @@ class OVDQUO(DINO):
             raise ValueError(f'OVDQUO: the input gives {memory.shape[1]} encoder tokens, fewer than num_queries='
                              f'{self.num_queries}; use larger inputs (or fewer queries)')
         output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
-        enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
-        enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
+        with fp32_region(memory.device.type):  # the top-k and the proposals in float32 under AMP
+            output_memory, output_proposals = output_memory.float(), output_proposals.float()
+            enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
+            enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
         topk_indices = torch.topk(enc_outputs_class.max(-1)[0], k=self.num_queries, dim=1)[1]
         topk_score = torch.gather(enc_outputs_class, 1, topk_indices.unsqueeze(-1).repeat(1, 1, 1))
         topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk_indices.unsqueeze(-1).repeat(1, 1, 4))
@@ -307,8 +345,9 @@ class OVDQUO(DINO):
         img_feats, clip_feats = self.extract_feat(batch_inputs)
         vocab, samples = self.train_vocabulary(batch_data_samples)
         head_inputs_dict = self.forward_transformer(img_feats, samples, clip_feats, vocab)
-        losses = self.bbox_head.loss(**head_inputs_dict, batch_data_samples=samples,
-                                     wildcard_index=vocab['wildcard_index'])
+        with fp32_region(batch_inputs.device.type):  # heads, matching and losses in float32 under AMP
+            losses = self.bbox_head.loss(**_to_fp32(head_inputs_dict), batch_data_samples=samples,
+                                         wildcard_index=vocab['wildcard_index'])
         if head_inputs_dict['dn_meta']['num_denoising_queries'] == 0:  # no box in the batch: keep the graph whole
             losses['dn_loss_cls'] = losses['dn_loss_cls'] + self.dn_query_generator.label_embedding.weight.sum() * 0
         return losses
@@ -317,24 +356,30 @@ class OVDQUO(DINO):
                      batch_data_samples: SampleList, text: Optional[Tensor] = None) -> Tensor:
         """(B, Q, K) test scores: ``softmax(T_s [cos, bg])[:K] * sigmoid(objectness) ** objectness_power``."""
         text = self.text_embeddings if text is None else text
-        emb = self.region_embedder.box_embeddings(clip_feats, boxes, [s.img_shape for s in batch_data_samples],
-                                                  batch_data_samples[0].batch_input_shape)
-        cos = emb @ text.to(emb.dtype).t()
-        logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
-        return logits.softmax(-1)[..., :-1] * objectness.sigmoid() ** self.objectness_power
+        with fp32_region(boxes.device.type):
+            emb = self.region_embedder.box_embeddings(clip_feats, boxes.float(),
+                                                      [s.img_shape for s in batch_data_samples],
+                                                      batch_data_samples[0].batch_input_shape).float()
+            cos = emb @ text.float().t()
+            logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
+            return logits.softmax(-1)[..., :-1] * objectness.float().sigmoid() ** self.objectness_power
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+    def _final_outputs(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tuple[Tensor, Tensor]:
+        """Test-time class scores (B, Q, K) and boxes (B, Q, 4) of the last decoder layer (float32)."""
         img_feats, clip_feats = self.extract_feat(batch_inputs)
         head_inputs_dict = self.forward_transformer(img_feats, batch_data_samples, clip_feats, self.test_vocabulary())
-        cls, boxes = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'])
-        scores = self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples)
-        results = self.bbox_head.predict_by_feat(scores, boxes[-1], [s.metainfo for s in batch_data_samples],
-                                                 rescale=rescale)
+        with fp32_region(batch_inputs.device.type):
+            cls, boxes = self.bbox_head(*_to_fp32((head_inputs_dict['hidden_states'],
+                                                   head_inputs_dict['references'])))
+        return self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples), boxes[-1]
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+        scores, boxes = self._final_outputs(batch_inputs, batch_data_samples)
+        with fp32_region(batch_inputs.device.type):
+            results = self.bbox_head.predict_by_feat(scores, boxes, [s.metainfo for s in batch_data_samples],
+                                                     rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
         """Last-layer class scores (B, Q, K) and boxes (B, Q, 4) without post-processing."""
-        img_feats, clip_feats = self.extract_feat(batch_inputs)
-        head_inputs_dict = self.forward_transformer(img_feats, batch_data_samples, clip_feats, self.test_vocabulary())
-        cls, boxes = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'])
-        return self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples), boxes[-1]
+        return self._final_outputs(batch_inputs, batch_data_samples)
