@@ -1,9 +1,11 @@
 """OV-DQUO (AAAI 2025): open-vocabulary DINO with denoising text queries and open-world wildcard supervision."""
 import copy
+import os.path as osp
 import warnings
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.models.detectors import DINO
@@ -41,6 +43,30 @@ def _to_fp32(x):
     return x
 
 
+def single_text_vector(source, what: str) -> Tensor:
+    """One (D,) float32 vector from a ``.pt`` file / dict holding exactly one tensor (any key) or a (D,) / (1, D)
+    tensor; ``ValueError`` / ``FileNotFoundError`` naming the file otherwise."""
+    from declip_mm.models.roi_heads.text_classifier import _local_embedding_file
+    name = source if isinstance(source, str) else type(source).__name__
+    if isinstance(source, str):
+        path = _local_embedding_file(source)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what}: file not found: {source}')
+        source = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(source, dict):
+        vals = [v for v in source.values() if isinstance(v, (Tensor, np.ndarray))]
+        if len(vals) != 1 or len(source) != 1:
+            raise ValueError(f'{what}: {name} must hold exactly one vector, it has {len(source)} entries '
+                             f'({list(source)[:5]})')
+        source = vals[0]
+    t = torch.as_tensor(np.asarray(source) if not isinstance(source, Tensor) else source).float()
+    if t.dim() == 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 1 or not torch.isfinite(t).all() or t.norm() == 0:
+        raise ValueError(f'{what}: {name} is not one finite non-zero vector (shape {tuple(t.shape)})')
+    return t
+
+
 @register_everywhere(DET_MODELS, MODELS)
 class OVDQUO(DINO):
     """OV-DQUO on mmdet's DINO with a frozen CLIP backbone.
@@ -73,6 +99,9 @@ class OVDQUO(DINO):
         novel_classes: names (or preset) of the novel classes: boosted in the query assignment at test, excluded
             from the ``'base'`` training pool.
         wildcard: name of the wildcard row (OV-DQUO: ``'object'``).
+        wildcard_embeddings: where the wildcard row comes from when not from ``text_embeddings``: a ``.pt`` file
+            holding one vector (a dict with a single entry, any key, as OV-DQUO's ``vitb16_object_embbed.pt``), a
+            (D,) / (1, D) tensor; None: the row named ``wildcard`` of ``text_embeddings``.
         text_dim: text-embedding width (default: the backbone's ``embed_dim``).
         region_embedder: the CLIP region classifier (``ViTRegionEmbedder``; a ResNet version plugs in here).
         category_sampler: :class:`~declip_mm.models.task_modules.OVCategorySampler` config.
@@ -95,6 +124,7 @@ class OVDQUO(DINO):
 
     def __init__(self, *args, class_names: Union[str, Sequence[str]], text_embeddings=None,
                  novel_classes: Union[None, str, Sequence[str]] = None, wildcard: Optional[str] = 'object',
+                 wildcard_embeddings=None,
                  text_dim: Optional[int] = None, text_proj_hidden: int = 128,
                  region_embedder: dict = dict(type='ViTRegionEmbedder'),
                  category_sampler: dict = dict(type='OVCategorySampler', num_sampled=None, pool='base'),
@@ -125,7 +155,7 @@ class OVDQUO(DINO):
         num_vocab = self.category_sampler.vocabulary_size(len(self.class_names), self.novel_indices)
 
         text_dim = text_dim or getattr(self.backbone, 'embed_dim', None)
-        emb = self._load_text(text_embeddings, text_dim)
+        emb = self._load_text(text_embeddings, text_dim, wildcard_embeddings)
         text_dim = emb.shape[1]
         backbone_dim = getattr(self.backbone, 'embed_dim', None)
         if backbone_dim is not None and backbone_dim != text_dim:
@@ -156,7 +186,7 @@ class OVDQUO(DINO):
                     m.value_proj.register_forward_hook(_float_output)
 
     # ------------------------------------------------------------------ vocabulary
-    def _load_text(self, source, text_dim: Optional[int]) -> Tensor:
+    def _load_text(self, source, text_dim: Optional[int], wildcard_source=None) -> Tensor:
         """(K + 1, D) L2-normalised rows: the K classes, then the wildcard."""
         from declip_mm.models.roi_heads.text_classifier import load_text_embeddings
         names = list(self.class_names)
@@ -169,6 +199,13 @@ class OVDQUO(DINO):
         if self.wildcard in names:
             raise ValueError(f'OVDQUO: the wildcard {self.wildcard!r} is also a class name')
         what = source if isinstance(source, str) else type(source).__name__
+        if wildcard_source is not None:
+            wild = single_text_vector(wildcard_source, f'OVDQUO wildcard_embeddings ({self.wildcard!r})')
+            emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
+            if wild.shape[0] != emb.shape[1]:
+                raise ValueError(f'OVDQUO: the wildcard embedding has width {wild.shape[0]} but the class text '
+                                 f'embeddings {emb.shape[1]} ({what})')
+            return torch.cat([emb, F.normalize(wild, dim=0)[None]], 0)
         try:
             wild = load_text_embeddings(source, [self.wildcard])[0]
         except KeyError as e:
