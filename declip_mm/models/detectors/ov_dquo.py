@@ -19,6 +19,7 @@ from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 
 from ..layers import TextCdnQueryGenerator
 from ..task_modules import OVCategorySampler, batch_true_labels, gt_with_pseudo_fields
+from .ov_vocabulary import OVVocabularyMixin, prompt_recipe
 
 
 def _float_output(module, inputs, output):
@@ -68,7 +69,7 @@ def single_text_vector(source, what: str) -> Tensor:
 
 
 @register_everywhere(DET_MODELS, MODELS)
-class OVDQUO(DINO):
+class OVDQUO(OVVocabularyMixin, DINO):
     """OV-DQUO on mmdet's DINO with a frozen CLIP backbone.
 
     Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map) -> ``neck`` (``ViTPyramidNeck`` +
@@ -113,6 +114,9 @@ class OVDQUO(DINO):
         content_by_proposal: add the learned content row of the proposal's top-k rank (OV-DQUO: False, the row of
             its slot after sorting).
         score_temperature / score_bg_logit / objectness_power: ``T_s`` = 100, background logit 0, power 1.
+        text_templates: the prompt recipe of the text embeddings (``'vild'``: 63 ViLD templates with the "This is"
+            rule, what ``tools/gen_text_embeddings.py`` writes by default; ``'imagenet'``: the 80 ImageNet ones);
+            used for vocabularies encoded at inference (``OVDetInferencer``).
         deform_attn_fp32: under AMP, run the deformable-attention sampling in float32 (its value projection
             returns float32; as OV-DQUO casts fp16 values to fp32).  mmcv's CUDA kernel has no bf16 version.
 
@@ -131,7 +135,8 @@ class OVDQUO(DINO):
                  query_temperature: float = 100.0, query_bg_logit: float = -1.0, novel_boost: float = 1.0,
                  wildcard_iou_thr: float = 0.5, stable_sort: bool = False, content_by_proposal: bool = False,
                  score_temperature: float = 100.0, score_bg_logit: float = 0.0, objectness_power: float = 1.0,
-                 deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None, **kwargs) -> None:
+                 text_templates: str = 'vild', deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
         dn_cfg = dict(label_noise_scale=0.5, box_noise_scale=1.0,
                       group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)) if dn_cfg is None \
             else copy.deepcopy(dict(dn_cfg))
@@ -178,6 +183,8 @@ class OVDQUO(DINO):
         self.score_temperature = float(score_temperature)
         self.score_bg_logit = float(score_bg_logit)
         self.objectness_power = float(objectness_power)
+        prompt_recipe(text_templates)  # a known recipe
+        self.text_templates = text_templates
         self.deform_attn_fp32 = deform_attn_fp32
         if deform_attn_fp32:
             from mmcv.ops import MultiScaleDeformableAttention
@@ -218,17 +225,53 @@ class OVDQUO(DINO):
         emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
         return torch.cat([emb, wild[None]], 0)
 
+    # free-text vocabularies (OVVocabularyMixin; declip_mm.apis.OVDetInferencer)
+    @classmethod
+    def config_class_names(cls, model_cfg) -> List[str]:
+        from declip_mm.datasets.ov_detection import resolve_class_names
+        return resolve_class_names(model_cfg['class_names'])
+
+    @classmethod
+    def reserved_texts(cls, model_cfg) -> List[str]:
+        return [model_cfg.get('wildcard', 'object')]
+
+    @classmethod
+    def without_text_files(cls, model_cfg) -> None:
+        model_cfg['text_embeddings'] = None
+        model_cfg.pop('wildcard_embeddings', None)
+
+    def text_prompts(self):
+        templates, formatter = prompt_recipe(self.text_templates)
+        return templates, formatter, [self.wildcard]
+
     def set_vocabulary(self, class_names: Sequence[str], text_embeddings: Tensor,
-                       novel_classes: Sequence[str] = ()) -> None:
-        """Replace the test vocabulary (free-text classes): (K, D) embeddings in ``class_names`` order."""
+                       base_classes: Optional[Sequence[str]] = None, extra_embeddings: Optional[dict] = None,
+                       novel_classes: Optional[Sequence[str]] = None) -> None:
+        """Replace the test vocabulary (free-text classes): (K, D) embeddings in ``class_names`` order.
+
+        Novel classes (boosted in the test-time query assignment): ``novel_classes`` if given, else every class not
+        in ``base_classes`` (None: all classes, so the boost changes nothing).  ``extra_embeddings[wildcard]``, if
+        given, replaces the wildcard row (encoded with the same text tower and recipe)."""
+        D = self.text_embeddings.shape[1]
         if text_embeddings.dim() != 2 or text_embeddings.shape[0] != len(class_names) \
-                or text_embeddings.shape[1] != self.text_embeddings.shape[1]:
-            raise ValueError(f'set_vocabulary: expected ({len(class_names)}, {self.text_embeddings.shape[1]}) '
-                             f'embeddings, got {tuple(text_embeddings.shape)}')
+                or text_embeddings.shape[1] != D:
+            raise ValueError(f'set_vocabulary: expected ({len(class_names)}, {D}) embeddings, got '
+                             f'{tuple(text_embeddings.shape)}')
+        if self.wildcard in class_names:
+            raise ValueError(f'set_vocabulary: {self.wildcard!r} is the wildcard of the open-world boxes, not a class')
+        if novel_classes is None:
+            base = set(base_classes or ())
+            novel_classes = [c for c in class_names if c not in base]
+        novel = set(novel_classes)
         self.class_names = list(class_names)
         self.text_embeddings = F.normalize(text_embeddings.float(), dim=-1).to(self.text_embeddings.device)
-        self.novel_classes = [c for c in self.class_names if c in set(novel_classes)]
-        self.novel_indices = [i for i, c in enumerate(self.class_names) if c in set(novel_classes)]
+        self.novel_classes = [c for c in self.class_names if c in novel]
+        self.novel_indices = [i for i, c in enumerate(self.class_names) if c in novel]
+        wild = (extra_embeddings or {}).get(self.wildcard)
+        if wild is not None:
+            if wild.shape != (D, ):
+                raise ValueError(f'set_vocabulary: the wildcard row must be ({D},), got {tuple(wild.shape)}')
+            self.wildcard_embedding = F.normalize(wild.float(), dim=0).to(self.wildcard_embedding.device)
 
     def train_vocabulary(self, batch_data_samples: SampleList) -> Tuple[dict, SampleList]:
         """The batch's vocabulary (sampled classes + wildcard) and copies of the samples relabelled to it."""
