@@ -25,7 +25,8 @@ COCO = dict(epochs=30, first_eval=15, novel_boost=3.0, num_sampled=None, pool='b
             headline='coco/novel_ap50', novel='ov_coco')
 CONFIGS = {
     'ovdquo_eva02-b16-clipself_8xb4-35e_ov-lvis-1024.py': (B16, LVIS, 'maskclip', 'eva_vitb16_lvis_clipself_patches'),
-    'ovdquo_eva02-l14-336-clipself_8xb4-35e_ov-lvis-896.py': (L14, LVIS, 'maskclip', 'eva_vitl14_lvis_clipself_patches'),
+    'ovdquo_eva02-l14-336-clipself_8xb4-35e_ov-lvis-896.py':
+        (L14, LVIS, 'maskclip', 'eva_vitl14_lvis_clipself_patches'),
     'ovdquo_eva02-b16-declip_8xb4-35e_ov-lvis-1024.py': (B16, LVIS, 'csa', 'declip_eva02_b16'),
     'ovdquo_eva02-l14-336-declip_8xb4-35e_ov-lvis-896.py': (L14, LVIS, 'csa', 'declip_eva02_l14_336'),
     'ovdquo_eva02-b16-declip_8xb4-30e_ov-coco-1024.py': (B16, COCO, 'csa', 'declip_eva02_b16'),
