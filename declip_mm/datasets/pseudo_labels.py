@@ -183,7 +183,7 @@ class PseudoLabelMixin:
     def prepare_data(self, idx):
         data = super().prepare_data(idx)
         if data is None and not self.test_mode:
-            path = self.get_data_info(idx).get('img_path')
+            path = self.get_data_info(idx).get('img_path') if self._skips_unreadable() else None
             problem = _unreadable(path) if path else None
             if problem is not None:
                 first = path not in self.unreadable_images
@@ -199,6 +199,13 @@ class PseudoLabelMixin:
                 print_log(f'{type(self).__name__}: image #{idx} has no box left after the pipeline; another image '
                           f'is loaded instead ({n} so far in this worker)', logger='current', level=30)
         return data
+
+
+    def _skips_unreadable(self) -> bool:
+        """The pipeline loads images with ``ignore_empty=True`` (returns None for a file it cannot read)."""
+        from mmcv.transforms import LoadImageFromFile
+        return any(isinstance(t, LoadImageFromFile) and getattr(t, 'ignore_empty', False)
+                   for t in getattr(self.pipeline, 'transforms', ()))
 
 
 def _unreadable(path: str) -> Optional[str]:
