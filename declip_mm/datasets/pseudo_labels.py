@@ -200,7 +200,6 @@ class PseudoLabelMixin:
                           f'is loaded instead ({n} so far in this worker)', logger='current', level=30)
         return data
 
-
     def _skips_unreadable(self) -> bool:
         """The pipeline loads images with ``ignore_empty=True`` (returns None for a file it cannot read)."""
         from mmcv.transforms import LoadImageFromFile
