@@ -118,6 +118,8 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
             load_fitting_checkpoint(model, weights, getattr(cfg, 'filename', None) or 'the config')
         else:
             warnings.warn('OVDetInferencer: no checkpoint given, the detector has random weights')
+            check_weights_present(model)
+            model.init_weights()  # as for training (DETR-style models leave some parameters empty until then)
         check_weights_present(model)  # a CLIP file named in the config is absent: fail now, not after encoding
         if str(device).startswith('cpu'):
             from mmengine.model import revert_sync_batchnorm

@@ -103,3 +103,14 @@ def test_infer_cli_det_with_ovdquo(ovdquo_ckpt, photo, tmp_path):
     assert saved['complete'] and saved['predictions'][0]['scores'] == pred['scores']
     assert osp.isfile(osp.join(out_dir, 'vis', 'grace_hopper.jpg'))
     assert osp.isfile(osp.join(out_dir, 'preds', 'grace_hopper.json'))
+
+
+def test_ovdquo_without_checkpoint_is_initialised(photo):
+    """No weights: the detector is initialised as for training (DINO's level embeddings and deformable attention
+    are empty tensors until init_weights), so a random-weight run gives finite boxes."""
+    from declip_mm.apis import OVDetInferencer
+    with pytest.warns(UserWarning, match='random weights'):
+        inf = OVDetInferencer(OVDQUO_CFG, None, device='cpu', cache_dir='', show_progress=False)
+    assert 0.5 < float(inf.model.level_embed.std()) < 1.5  # normal init
+    res = inf(photo, texts='cat, dog', pred_score_thr=0.0)
+    assert np.isfinite(np.asarray(res['predictions'][0]['bboxes'], dtype=float)).all()
