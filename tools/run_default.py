@@ -86,10 +86,12 @@ def stage_ovdquo(out_dir):
     ann = f'{root}annotations/val.json'
     opts = ['--cfg-options', f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
             f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
-            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', f'model.text_embeddings={text}',
-            'train_cfg.val_interval=2'] + _backbone_opt(out_dir)  # evaluated once, by the test below
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', f'model.text_embeddings={text}'
+            ] + _backbone_opt(out_dir)
     work = osp.join(out_dir, 'ovdquo')
-    runner = train_tool.main([cfg, '--work-dir', work] + opts)
+    # no validation during training: evaluated once, by tools/test.py below
+    runner = train_tool.main([cfg, '--work-dir', work] + opts + ['val_cfg=None', 'val_dataloader=None',
+                                                                  'val_evaluator=None'])
     ds = runner.train_dataloader.dataset
     metrics = test_tool.main([cfg, osp.join(work, 'epoch_1.pth'), '--work-dir', osp.join(work, 'test')] + opts)
     return (f'OV-DQUO ({runner.iter} iterations, {ds.pseudo_stats.get("merged", 0)} pseudo boxes, random text '

@@ -199,3 +199,49 @@ def test_state_dict_ema_against_hand_computation():
         assert int(after['bn.num_batches_tracked']) == int(before['bn.num_batches_tracked'])  # integers not averaged
     with pytest.raises(ValueError, match='match no tensor'):
         StateDictEMA(net, momentum=m, update_buffers=True, repeats={r'bbox_head\.': 2})
+
+
+def test_ema_through_train_and_test_tools(synthetic_det, tmp_path):
+    """The configs' EMA hook on the tiny model: tools/train.py saves the EMA weights as ``state_dict`` (raw ones in
+    ``ema_state_dict``), and tools/test.py evaluates exactly those (as the original evaluates its EMA model), also
+    when the backbone file named in the config is absent (the checkpoint fills it)."""
+    import pickle
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DATASETS, MODELS, DefaultScope
+    from .conftest import load_tool
+    root = synthetic_det['root'] + '/'
+    derived = tmp_path / 'ovdquo_tiny_ema.py'
+    derived.write_text(
+        f"_base_ = [{osp.join(CFG_DIR, 'ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')!r}]\n"
+        "custom_hooks = [dict(type='OVClassCheckHook'), dict(type='EMAHook', ema_type='StateDictEMA', momentum=0.5,\n"
+        "                     update_buffers=True, repeats={r'bbox_head\\.cls_branches\\.0\\.': 4})]\n")
+    ann = f'{root}annotations/val.json'
+    opts = ['--cfg-options', f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+            f'model.text_embeddings={synthetic_det["text_embeddings"]}', 'train_cfg.val_interval=2']
+    work = str(tmp_path / 'work')
+    load_tool('tools/train.py').main([str(derived), '--work-dir', work] + opts)
+    from declip_mm.utils.run_checkpoints import load_checkpoint_file
+    ckpt = load_checkpoint_file(osp.join(work, 'epoch_1.pth'), map_location='cpu')  # weights_only=True
+    sd, raw = ckpt['state_dict'], ckpt['ema_state_dict']
+    k = 'query_embedding.weight'
+    assert not torch.equal(sd[k], raw['module.' + k])  # the EMA (momentum 0.5) differs from the raw weights
+    out_pkl = str(tmp_path / 'preds.pkl')
+    load_tool('tools/test.py').main([str(derived), osp.join(work, 'epoch_1.pth'), '--work-dir', str(tmp_path / 't'),
+                                     '--out', out_pkl] + opts + ['model.backbone.checkpoint=checkpoints/absent.pt'])
+    with open(out_pkl, 'rb') as f:
+        dumped = pickle.load(f)
+    cfg = Config.fromfile(str(derived))
+    cfg.model.text_embeddings = synthetic_det['text_embeddings']
+    cfg.test_dataloader.dataset.data_root = root
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model).eval()
+        model.load_state_dict(sd, strict=True)  # the EMA weights
+        ds = DATASETS.build(cfg.test_dataloader.dataset)
+        with torch.no_grad():
+            preds = model.test_step(pseudo_collate([ds[i] for i in range(len(ds))]))
+    assert len(dumped) == len(preds)
+    for d, r in zip(dumped, preds):
+        torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
+        torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
