@@ -221,7 +221,9 @@ def test_ema_through_train_and_test_tools(synthetic_det, tmp_path):
             f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
             f'model.text_embeddings={synthetic_det["text_embeddings"]}', 'train_cfg.val_interval=2']
     work = str(tmp_path / 'work')
-    load_tool('tools/train.py').main([str(derived), '--work-dir', work] + opts)
+    runner = load_tool('tools/train.py').main([str(derived), '--work-dir', work, '--cfg-options',
+                                               'train_dataloader.batch_size=2'] + opts[1:])
+    assert runner.iter >= 2  # the EMA averaged at least once after its initial copy
     from declip_mm.utils.run_checkpoints import load_checkpoint_file
     ckpt = load_checkpoint_file(osp.join(work, 'epoch_1.pth'), map_location='cpu')  # weights_only=True
     sd, raw = ckpt['state_dict'], ckpt['ema_state_dict']
