@@ -1,11 +1,11 @@
-r"""Generate CLIP text embeddings of class names for F-ViT heads (ViLD's 63 templates + "background").
+r"""Generate CLIP text embeddings of class names for F-ViT heads and OV-DQUO (ViLD's 63 templates + "background").
 
     # class names from an annotation file (COCO / LVIS json: every category, sorted by id), a preset
     # (ov_coco, coco, lvis_v1, objects365v1, objects365v2), a .txt file (one name a line) or a comma list
     python tools/gen_text_embeddings.py --model EVA02-B-16 --checkpoint checkpoints/EVA02_CLIP_B_psz16_s8B.pt \
         --classes data/coco/annotations/instances_val2017.json --out data/text/coco_eva02_b16.pt [--npy X.npy]
 
-``--extra-classes object`` adds OV-DQUO's wildcard row to any class list.
+``--extra-classes object`` adds OV-DQUO's wildcard row to any class list (OV-DQUO configs need it).
 Writes a ``.pt`` dict name -> (D,) float32 vector (all classes + 'background'); ``--npy`` also writes the
 (K+1, D) array in class order with background last and its row names in ``<stem>.names.txt`` (required to load
 it).  Use the text tower of the same CLIP the backbone comes from

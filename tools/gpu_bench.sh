@@ -52,6 +52,8 @@ distill_largest distill_560 configs/declip/declip_eva02-b16_dinov2-b_4xb4-6e_coc
 distill_largest distill_1024 configs/declip/declip_eva02-b16_dinov2-b-paper_8xb2-6e_coco-1024.py --image-size 768 1024
 run fvit_640_b1 det configs/fvit/fvit_eva02-b16-declip_8xb8-3e_ov-coco-640.py --random-weights --amp --batch 1 --num-images 100
 run fvit_640_b8 det configs/fvit/fvit_eva02-b16-declip_8xb8-3e_ov-coco-640.py --random-weights --amp --batch 8 --num-images 200
+run ovdquo_1024_b1 det configs/ovdquo/ovdquo_eva02-b16-declip_8xb4-35e_ov-lvis-1024.py --random-weights --amp --batch 1 --num-images 50
+run ovdquo_896_b1 det configs/ovdquo/ovdquo_eva02-l14-336-declip_8xb4-35e_ov-lvis-896.py --random-weights --amp --batch 1 --num-images 50
 run catseg_ade150 seg configs/catseg/catseg_eva02-b16-declip_4xb1-80k_ade150.py --random-weights --amp --size 640 853 --iters 30
 run zeroshot_ade150 seg configs/zeroshot_seg/trainingfree_eva02-b16-declip_ade150-448.py --random-weights --amp --size 640 853 --iters 30
 run pipeline pipeline configs/declip/declip_eva02-b16_dinov2-b_4xb4-6e_coco-560.py --num-images 96 --workers 0 4 8 \
@@ -73,7 +75,8 @@ for n, label in (('distill_560', 'distillation step 560/490'), ('distill_560_com
     if r:
         rows.append(f"| {label} | {r['batch']} | {r['images_per_s']:.1f} | {1 / r['images_per_s']:.3f} | "
                     f"{r['peak_mem_gib']:.1f} | {gf(r['total_flops_per_image'])} | {pct(r['mfu'])} |")
-for n, label in (('fvit_640_b1', 'F-ViT B/16 OV-COCO test 640'), ('fvit_640_b8', 'F-ViT B/16 OV-COCO test 640')):
+for n, label in (('fvit_640_b1', 'F-ViT B/16 OV-COCO test 640'), ('fvit_640_b8', 'F-ViT B/16 OV-COCO test 640'),
+                 ('ovdquo_1024_b1', 'OV-DQUO B/16 OV-LVIS test 1024'), ('ovdquo_896_b1', 'OV-DQUO L/14 OV-LVIS test 896')):
     r = load(n)
     if r:
         rows.append(f"| {label} | {r['batch']} | {r['images_per_s']:.1f} | {1 / r['images_per_s']:.3f} | "

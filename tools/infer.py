@@ -37,7 +37,7 @@ def build_parser():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage='%(prog)s {det,seg,zeroshot} CONFIG IMAGE [IMAGE ...] [--weights CKPT] [--texts TEXTS] '
               '--out-dir OUT_DIR [options]')
-    p.add_argument('kind', choices=KINDS, help='det: detector (F-ViT); seg: trained segmentor (CAT-Seg); '
+    p.add_argument('kind', choices=KINDS, help='det: detector (F-ViT, OV-DQUO); seg: trained segmentor (CAT-Seg); '
                    'zeroshot: training-free segmentor')
     p.add_argument('config', metavar='CONFIG', help='model config file')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files or folders')
@@ -46,7 +46,7 @@ def build_parser():
     p.add_argument('--texts', default=None, help='class names (comma-separated, ";" between synonyms), a file or a '
                    'shipped list; default: the config\'s classes')
     p.add_argument('--base-texts', default=None, help='det: names among the vocabulary seen in training '
-                   '(score ensemble alpha); all others are novel')
+                   '(F-ViT: score ensemble alpha; OV-DQUO: not boosted); all others are novel')
     p.add_argument('--out-dir', required=True, help='output folder (created)')
     p.add_argument('--pred-score-thr', '--score-thr', dest='score_thr', type=float, default=0.3,
                    help='det: lowest score drawn (every box is kept in the predictions, as mmdet)')

@@ -5,13 +5,15 @@ Stages (all by default, in order; pick with --stages):
   distill   DeCLIP distillation (tiny EVA student, tiny DINOv2-style VFM, ~100 generated images): losses at
             start / end, before/after correlation maps, and the exported backbone checkpoint
   det       F-ViT on the synthetic OV shapes set with the distilled backbone: train, then test (base/novel AP50)
+  ovdquo    OV-DQUO (open-vocabulary DINO with text queries, wildcard matching of the set's open-world pseudo
+            boxes and denoising text queries) on the same set and backbone: one short epoch, then test
   seg       CAT-Seg trained a few iterations and the training-free segmentor (plain, and with ProxyCLIP's proxy
             attention from a tiny random DINO), all on the distilled backbone, on generated scenes: mIoU and
             overlay pictures
   infer     open-vocabulary inference on a real photo (matplotlib's grace_hopper.jpg) with a free-text vocabulary
             through tools/infer.py (det with the det stage's F-ViT, seg with its CAT-Seg, zeroshot): pictures,
             predictions.json; with random tiny weights the labels are meaningless
-The det and seg stages use the distill stage's export when it exists (else the tiny random backbone).
+The det, ovdquo and seg stages use the distill stage's export when it exists (else the tiny random backbone).
 """
 import argparse
 import glob
@@ -71,6 +73,31 @@ def stage_det(out_dir):
     metrics = test_tool.main([cfg, osp.join(work, 'epoch_1.pth'), '--work-dir', osp.join(work, 'test')] + opts)
     return 'F-ViT (1 epoch, random text tower): ' + ', '.join(
         f'{k.split("/")[-1]} {100 * metrics[k]:.2f}' for k in ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP_50'))
+
+
+def stage_ovdquo(out_dir):
+    import make_synthetic_det
+    import test as test_tool
+    import train as train_tool
+    cfg = osp.join(ROOT, 'configs', 'ovdquo', 'ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
+    root = osp.join(out_dir, 'det_data') + '/'
+    text = osp.join(root, 'text_embeddings_tiny_eva.pt')
+    if not (osp.isfile(text) and osp.isfile(osp.join(root, 'annotations', 'train_pseudo.json'))):
+        make_synthetic_det.main(['--out', root])  # the det stage's set (with pseudo boxes and the 'object' row)
+    ann = f'{root}annotations/val.json'
+    opts = ['--cfg-options', f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', f'model.text_embeddings={text}'
+            ] + _backbone_opt(out_dir)
+    work = osp.join(out_dir, 'ovdquo')
+    # no validation during training: evaluated once, by tools/test.py below
+    runner = train_tool.main([cfg, '--work-dir', work] + opts + ['val_cfg=None', 'val_dataloader=None',
+                                                                  'val_evaluator=None'])
+    ds = runner.train_dataloader.dataset
+    metrics = test_tool.main([cfg, osp.join(work, 'epoch_1.pth'), '--work-dir', osp.join(work, 'test')] + opts)
+    return (f'OV-DQUO ({runner.iter} iterations, {ds.pseudo_stats.get("merged", 0)} pseudo boxes, random text '
+            'tower): ' + ', '.join(f'{k.split("/")[-1]} {100 * metrics[k]:.2f}'
+                                   for k in ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP_50')))
 
 
 def stage_seg(out_dir):
@@ -142,8 +169,8 @@ def stage_infer(out_dir):
             f' (random tiny weights: labels are meaningless); pictures under {osp.join(out_dir, "infer")}/*/vis')
 
 
-STAGES = {'backbone': stage_backbone, 'distill': stage_distill, 'det': stage_det, 'seg': stage_seg,
-          'infer': stage_infer}
+STAGES = {'backbone': stage_backbone, 'distill': stage_distill, 'det': stage_det, 'ovdquo': stage_ovdquo,
+          'seg': stage_seg, 'infer': stage_infer}
 
 
 def main(argv=None):

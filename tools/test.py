@@ -17,6 +17,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.runner import Runner
 
 import declip_mm  # noqa: F401  (registers everything)
+from declip_mm.engine.run_setup import own_visualizer_name
 from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
 
 
@@ -89,6 +90,7 @@ def main(argv=None):
     if args.checkpoint is not None:
         cfg.load_from = args.checkpoint
     task = task_of(cfg)
+    own_visualizer_name(cfg)
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, task)
     if args.tta:

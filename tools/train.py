@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import declip_mm  # noqa: F401  (registers everything)
+from declip_mm.engine.run_setup import own_visualizer_name
 from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading, resolve_resume_checkpoint
 
 
@@ -44,6 +45,7 @@ def build_cfg(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    own_visualizer_name(cfg)
     if 'optim_wrapper' in cfg:  # --amp: bf16 where the GPU has it, else fp16 + loss scaling (declip_mm.engine.amp)
         from declip_mm.engine.amp import resolve_amp
         resolve_amp(cfg, force=args.amp)

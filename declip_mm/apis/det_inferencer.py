@@ -14,30 +14,33 @@ from .vocabulary import Vocabulary, parse_vocabulary
 
 __all__ = ['OVDetInferencer']
 
-BACKGROUND = 'background'
-
-
-def _text_box_head(model_cfg):
-    """The config of the box head that classifies with text embeddings (``roi_head.bbox_head.text_embeddings``)."""
-    head = (model_cfg.get('roi_head') or {}).get('bbox_head') if isinstance(model_cfg, dict) else None
-    if not isinstance(head, dict) or 'text_embeddings' not in head:
-        raise ValueError('OVDetInferencer needs an open-vocabulary detector whose box head classifies with text '
-                         'embeddings (model.roi_head.bbox_head.text_embeddings, as F-ViT); got model.type '
-                         f'{model_cfg.get("type") if isinstance(model_cfg, dict) else model_cfg!r}')
-    return head
+def detector_class(model_cfg):
+    """The registered class of ``model_cfg['type']`` if it offers free-text vocabularies (``OVVocabularyMixin``:
+    F-ViT, OV-DQUO), else ``ValueError``."""
+    import declip_mm  # noqa: F401  (registers the models)
+    from mmdet.registry import MODELS
+    from declip_mm.models.detectors.ov_vocabulary import OVVocabularyMixin
+    kind = model_cfg.get('type') if isinstance(model_cfg, dict) else None
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, OVVocabularyMixin)):
+        raise ValueError('OVDetInferencer needs an open-vocabulary detector that classifies with text embeddings '
+                         f'(F-ViT, OV-DQUO); got model.type {kind!r}')
+    return cls
 
 
 class OVDetInferencer(OVInferencerMixin, DetInferencer):
-    """An open-vocabulary detector (F-ViT) with a free vocabulary, called like mmdet's ``DetInferencer``.
+    """An open-vocabulary detector (F-ViT, OV-DQUO) with a free vocabulary, called like mmdet's ``DetInferencer``.
 
-    Text embeddings are computed with the CLIP text tower of the backbone's CLIP and F-ViT's recipe (63 ViLD
-    templates, "This is" rule, synonyms averaged, plus a ``background`` row), cached in memory and on disk
-    (``cache_dir``, keyed by the text weights and the formatted prompts), and written into the box head's
-    classifier; the F-VLM ensemble treats every class as novel (exponent ``beta``) unless named in ``base_texts``
-    (``alpha``).
+    Text embeddings are computed with the CLIP text tower of the backbone's CLIP and the detector's own prompt
+    recipe (its ``text_prompts()``: 63 ViLD templates with the "This is" rule for both, synonyms averaged), plus
+    the rows the detector needs besides the classes (F-ViT: ``background``; OV-DQUO: its wildcard ``object``),
+    cached in memory and on disk (``cache_dir``, keyed by the text weights and the formatted prompts), and handed to
+    the detector's ``set_vocabulary`` (:class:`~declip_mm.models.detectors.ov_vocabulary.OVVocabularyMixin`).
+    Every class counts as novel unless named in ``base_texts`` (F-ViT: ensemble exponent ``beta`` vs ``alpha``;
+    OV-DQUO: the novel boost of its query assignment, which changes nothing when every class is novel).
 
     Args:
-        model: config path / Config of a detector whose box head takes ``text_embeddings`` (F-ViT).
+        model: config path / Config of an open-vocabulary detector (F-ViT, OV-DQUO).
         weights: trained checkpoint (must fit the config; None: random weights, warns).
         device: e.g. ``'cpu'``, ``'cuda:0'`` (default: mmengine's choice); checked before anything is built.
         text_checkpoint: CLIP file holding the text tower (default: the backbone's checkpoint; DeCLIP backbone
@@ -77,10 +80,8 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
     # ----------------------------------------------------------------------------------------------- building
     @staticmethod
     def config_vocabulary(cfg) -> Vocabulary:
-        """The config's classes (``roi_head.bbox_head.class_names`` or ``class0``, ``class1``, ...), no build."""
-        from declip_mm.datasets.ov_detection import resolve_class_names
-        head = _text_box_head(cfg.model)
-        names = resolve_class_names(head.get('class_names')) or [f'class{i}' for i in range(head.num_classes)]
+        """The config's classes (the detector's ``config_class_names``), no build."""
+        names = detector_class(cfg.model).config_class_names(cfg.model)
         return Vocabulary([[n] for n in names])
 
     @classmethod
@@ -89,8 +90,11 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         ``ValueError`` / ``FileNotFoundError`` naming the problem; needs the config only (no model build)."""
         config_vocab = cls.config_vocabulary(cfg)  # also: is this a config of a text-classifying detector?
         vocab = parse_vocabulary(texts) if texts is not None else config_vocab
-        if any(s.strip().lower() == BACKGROUND for syn in vocab.synonyms for s in syn):
-            raise ValueError(f'"{BACKGROUND}" is reserved for the detector\'s background row; remove it from texts')
+        reserved = {r.strip().lower(): r for r in detector_class(cfg.model).reserved_texts(cfg.model)}
+        used = [reserved[s.strip().lower()] for syn in vocab.synonyms for s in syn if s.strip().lower() in reserved]
+        if used:
+            raise ValueError(f'"{used[0]}" is reserved for a row of the detector\'s own ({cfg.model.type}: '
+                             f'{", ".join(reserved.values())}); remove it from texts')
         base = parse_vocabulary(base_texts).names if base_texts else []
         unknown = [b for b in base if b not in vocab.names]
         if unknown:
@@ -106,15 +110,16 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         self._config_vocab = self.config_vocabulary(cfg)
         config_ckpt = model_cfg.backbone.get('checkpoint')
         drop_missing_init_files(model_cfg, weights)
-        bbox_head = _text_box_head(model_cfg)
-        bbox_head.text_embeddings = None  # computed from the vocabulary with the text tower (set_vocabulary)
+        detector_class(model_cfg).without_text_files(model_cfg)  # computed with the text tower (set_vocabulary)
         with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message='TextEmbeddingClassifier: no text embeddings given')
+            warnings.filterwarnings('ignore', message='.*no text embeddings given')
             model = MODELS.build(model_cfg)
         if weights is not None:
             load_fitting_checkpoint(model, weights, getattr(cfg, 'filename', None) or 'the config')
         else:
             warnings.warn('OVDetInferencer: no checkpoint given, the detector has random weights')
+            check_weights_present(model)
+            model.init_weights()  # as for training (DETR-style models leave some parameters empty until then)
         check_weights_present(model)  # a CLIP file named in the config is absent: fail now, not after encoding
         if str(device).startswith('cpu'):
             from mmengine.model import revert_sync_batchnorm
@@ -138,8 +143,8 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
                 raise ValueError(f'{e}; pass text_checkpoint= (tools/infer.py --text-checkpoint) the CLIP file of '
                                  'the backbone') from e
         if config_ckpt:
-            raise ValueError('F-ViT has no text tower of its own and the backbone checkpoint named in the config '
-                             f'({config_ckpt}) is not here: pass text_checkpoint= (tools/infer.py '
+            raise ValueError('the detector has no text tower of its own and the backbone checkpoint named in the '
+                             f'config ({config_ckpt}) is not here: pass text_checkpoint= (tools/infer.py '
                              '--text-checkpoint) the CLIP file the backbone comes from')
         warnings.warn('OVDetInferencer: the config has no CLIP checkpoint: random text tower '
                       f'(seed {self._text_seed}); labels are meaningless')
@@ -167,33 +172,28 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
 
     # ----------------------------------------------------------------------------------------------- vocabulary
     def set_vocabulary(self, texts=None, base_texts=None) -> Vocabulary:
-        """Compute (or fetch from the cache) the text embeddings of ``texts`` and install them in the box head.
+        """Compute (or fetch from the cache) the text embeddings of ``texts`` and install them in the detector.
 
         ``texts=None``: the config's class names.  ``base_texts``: names of ``texts`` that the detector saw in
-        training (ensemble exponent ``alpha``); all other classes are novel (``beta``).
+        training; all other classes are novel (F-ViT: ensemble exponent ``beta`` instead of ``alpha``; OV-DQUO:
+        boosted in the query assignment).
         """
         vocab, base = self.check_vocabulary(self.cfg, texts, base_texts) if texts is not None or base_texts else \
             (self._config_vocab, [])
         key = (vocab.key(), tuple(base))
         if key == self._vocab_key:
             return vocab
-        from declip_mm.models.text.templates import VILD_TEMPLATES, vild_formatter
-        flat = [s for syn in vocab.synonyms for s in syn] + [BACKGROUND]
+        templates, formatter, extra = self.model.text_prompts()
+        flat = [s for syn in vocab.synonyms for s in syn] + list(extra)
         with torch.no_grad():
-            emb = self.text_encoder.embed_classes(flat, VILD_TEMPLATES, vild_formatter).float()
+            emb = self.text_encoder.embed_classes(flat, templates, formatter).float()
         rows, i = [], 0
         for syn in vocab.synonyms:
             rows.append(F.normalize(emb[i:i + len(syn)].mean(dim=0), dim=-1))
             i += len(syn)
-        rows.append(emb[-1])
-        head = self.model.roi_head.bbox_head
-        device = head.fc_cls.text_embeddings.device
-        head.fc_cls.text_embeddings = torch.stack(rows).to(device)
-        head.fc_cls.class_names = list(vocab.names)
-        head.num_classes = len(vocab)
-        exps = torch.full((len(vocab) + 1, ), head.alpha)
-        exps[[j for j, n in enumerate(vocab.names) if n not in base]] = head.beta
-        head.ensemble_exponent = exps.to(device)
+        extras = {name: emb[i + j] for j, name in enumerate(extra)}
+        self.model.set_vocabulary(list(vocab.names), torch.stack(rows), base_classes=list(base),
+                                  extra_embeddings=extras)
         meta = dict(classes=tuple(vocab.names), palette=palette_for(len(vocab)))
         self.model.dataset_meta = meta
         if self.visualizer is not None:

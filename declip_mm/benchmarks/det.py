@@ -1,10 +1,12 @@
-"""Detection test speed (images/s) and peak memory of a detector config (e.g. configs/fvit/*).
+"""Detection test speed (images/s) and peak memory of a detector config (configs/fvit/*, configs/ovdquo/*).
 
     python tools/benchmark.py det CONFIG [--checkpoint CKPT] [--num-images 50] [--warmup 5] [--batch 1]
                                          [--source synthetic|dataset] [--amp] [--device cuda]
 
 ``synthetic`` feeds random images at the config's test size (no dataset needed); ``dataset`` uses the config's
-test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) or peak RSS (CPU).
+test dataloader (includes data loading).  Peak memory: CUDA max allocated (GPU) or peak RSS (CPU).  FLOPs count
+matrix products and convolutions (``FlopCounterMode``): for OV-DQUO the deformable-attention sampling, RoIAlign
+and NMS are not counted (no matmul), their linear projections are.
 """
 import time
 
@@ -30,13 +32,21 @@ def add_arguments(parser):
 
 
 def _test_size(cfg):
-    for t in cfg.test_dataloader.dataset.get('pipeline', []):
+    """(H, W) of the synthetic test images: the test pipeline's ``Pad`` size, else its resize target (``Resize``:
+    the scale's long side, square; ``DETRResize(scale=S, max_size=M)``: S x M capped at 4:3, i.e. R x R for the
+    OV-DQUO ViT configs that pad to R x R, 800 x 1067 for short side 800 / long side 1333)."""
+    pipeline = cfg.test_dataloader.dataset.get('pipeline', [])
+    for t in pipeline:
         if t.get('type') == 'Pad' and t.get('size'):
             return tuple(t['size'])
-    for t in cfg.test_dataloader.dataset.get('pipeline', []):
+    for t in pipeline:
         if t.get('type') in ('Resize', 'ResizeAtLeastOnePixel'):
             s = t['scale']
             return (max(s), max(s))
+        if t.get('type') == 'DETRResize':
+            s = int(t['scale'])
+            m = t.get('max_size')
+            return (s, s if m is not None and m <= s else min(int(m or s * 4 // 3), round(s * 4 / 3)))
     return (640, 640)
 
 
@@ -64,6 +74,10 @@ def _random_weights(cfg) -> None:
 
     from .seg import _drop_ckpts
     _drop_ckpts(cfg.model)
+    m = cfg.model
+    if isinstance(m.get('text_embeddings'), str) and not osp.isfile(m['text_embeddings']):  # OV-DQUO: random rows
+        m['text_embeddings'] = None
+        m.pop('wildcard_embeddings', None)
     bh = cfg.model.get('roi_head', {}).get('bbox_head', {})
     if isinstance(bh.get('text_embeddings'), str) and not osp.isfile(bh['text_embeddings']):
         g = torch.Generator().manual_seed(0)
@@ -85,6 +99,8 @@ def run(args) -> dict:
     if args.random_weights:
         _random_weights(cfg)
     model = MODELS.build(cfg.model)
+    if not args.checkpoint:  # random weights: initialised as for training (DETR-style models leave some empty)
+        model.init_weights()
     if args.checkpoint:
         from declip_mm.utils.run_checkpoints import mmengine_checkpoint_loading
         with mmengine_checkpoint_loading():  # weights_only=True with mmengine's run-state allow-list

@@ -108,13 +108,17 @@ class PseudoLabelMixin:
     then counts an image with only pseudo boxes as not empty).  Counts are kept in ``self.pseudo_stats`` and logged.
     In training, an image for which the pipeline returns None (e.g. ``PseudoFilterAnnotations`` with
     ``drop_empty=True`` when no box is left) is counted in ``self.num_empty_refetched`` and mmengine loads another
-    one (the original OV-LVIS reader takes the next index instead of a random one).
+    one (the original OV-LVIS reader takes the next index instead of a random one).  An image file that cannot be
+    read (with ``LoadImageFromFile(ignore_empty=True)``, as the OV-DQUO training pipelines use: missing, truncated,
+    not an image) is skipped the same way, counted in ``self.unreadable_images`` (file -> times) and logged with
+    its path the first time, so a damaged file does not stop a long run; without ``ignore_empty`` mmcv raises.
     """
 
     def __init__(self, *args, pseudo_ann_file: Optional[str] = None, **kwargs):
         self.pseudo_ann_file = pseudo_ann_file
         self.pseudo_stats: Dict[str, int] = {}
         self.num_empty_refetched = 0
+        self.unreadable_images: Dict[str, int] = {}
         super().__init__(*args, **kwargs)
 
     # --- loading -------------------------------------------------------------------------------------------
@@ -179,12 +183,40 @@ class PseudoLabelMixin:
     def prepare_data(self, idx):
         data = super().prepare_data(idx)
         if data is None and not self.test_mode:
+            path = self.get_data_info(idx).get('img_path') if self._skips_unreadable() else None
+            problem = _unreadable(path) if path else None
+            if problem is not None:
+                first = path not in self.unreadable_images
+                self.unreadable_images[path] = self.unreadable_images.get(path, 0) + 1
+                if first:
+                    print_log(f'{type(self).__name__}: cannot read image {path} ({problem}); it is skipped and '
+                              f'another image is loaded instead ({len(self.unreadable_images)} unreadable file(s) so '
+                              'far in this worker)', logger='current', level=30)
+                return None
             self.num_empty_refetched += 1
             n = self.num_empty_refetched
             if n & (n - 1) == 0:  # 1, 2, 4, 8, ... per worker
                 print_log(f'{type(self).__name__}: image #{idx} has no box left after the pipeline; another image '
                           f'is loaded instead ({n} so far in this worker)', logger='current', level=30)
         return data
+
+    def _skips_unreadable(self) -> bool:
+        """The pipeline loads images with ``ignore_empty=True`` (returns None for a file it cannot read)."""
+        from mmcv.transforms import LoadImageFromFile
+        return any(isinstance(t, LoadImageFromFile) and getattr(t, 'ignore_empty', False)
+                   for t in getattr(self.pipeline, 'transforms', ()))
+
+
+def _unreadable(path: str) -> Optional[str]:
+    """Why the image file ``path`` cannot be decoded, or None if it can (checked only for images the pipeline
+    dropped)."""
+    import mmcv
+    from mmengine.fileio import get
+    try:
+        img = mmcv.imfrombytes(get(path), flag='color', backend='pillow')
+    except Exception as e:  # noqa: BLE001 - any read / decode failure makes the file unusable
+        return f'{type(e).__name__}: {e}'
+    return None if img is not None else 'not an image'
 
 
 def _has_box(info: dict) -> bool:

@@ -24,7 +24,7 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -73,8 +73,9 @@ def checkpoint_problem(filename: str) -> Optional[str]:
     return None
 
 
-def load_checkpoint_file(filename: str, map_location=None):
-    """``torch.load(filename, weights_only=True)`` with :func:`mmengine_safe_globals` allowed.
+def load_checkpoint_file(filename: str, map_location=None, extra_globals: Sequence = ()):
+    """``torch.load(filename, weights_only=True)`` with :func:`mmengine_safe_globals` allowed (plus
+    ``extra_globals``: what one foreign format needs, e.g. ``argparse.Namespace`` for OV-DQUO's saved ``args``).
 
     Has mmengine's local-loader signature (``CheckpointLoader`` scheme ``''``).  ``filename`` may be remote
     (``http(s)://``, ``hf-hub:``; downloaded once into the cache).  Raises :class:`CheckpointLoadError` naming the
@@ -85,7 +86,7 @@ def load_checkpoint_file(filename: str, map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     try:
-        with torch.serialization.safe_globals(mmengine_safe_globals()):
+        with torch.serialization.safe_globals(mmengine_safe_globals() + list(extra_globals)):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         what = refused_global(e)

@@ -97,6 +97,19 @@ def test_test_tool_det_show_dir_and_out(det_data, det_ckpt, det_text_file, tmp_p
         tool.main([DET_CFG, det_ckpt, '--tta', '--work-dir', str(tmp_path / 'w2')])
 
 
+def test_test_tool_draws_with_its_own_visualizer(det_data, det_ckpt, det_text_file, tmp_path):
+    """A visualizer of another task already made in this process under mmdet's / mmseg's shared name
+    'visualizer' (an earlier run, an inferencer) is not the one a detection test run draws with: each run of
+    tools/test.py / train.py names its own (mmengine would hand back the existing one, and its hooks take the latest
+    made)."""
+    from mmengine.visualization import Visualizer
+    from mmseg.visualization import SegLocalVisualizer
+    if 'visualizer' not in Visualizer._instance_dict:
+        SegLocalVisualizer.get_instance('visualizer')
+    SegLocalVisualizer.get_instance(f'seg_{id(tmp_path)}')  # the most recent one made
+    test_test_tool_det_show_dir_and_out(det_data, det_ckpt, det_text_file, tmp_path)
+
+
 @pytest.mark.parametrize('kind', ['catseg', 'zeroshot'])
 def test_test_tool_seg_show_dir_and_out(catseg_ckpt, tmp_path, kind):
     import mmcv

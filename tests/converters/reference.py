@@ -405,3 +405,89 @@ def catseg_layout(text_dim, guidance_dim, hidden=128, app_proj=128, text_proj=12
             L[d + f'conv.double_conv.{j}.weight'] = L[d + f'conv.double_conv.{j}.bias'] = (cout, )
     L[t + 'head.weight'], L[t + 'head.bias'] = (1, dec_dims[1], 3, 3), (1, )
     return L
+
+
+def ovdquo_vit_layout(width, depth, embed, grid, head_dim, taps=3, d=256, ffn=2048, enc=6, dec=6, queries=1000,
+                      text_dim=None, vocab=101, heads=8, levels=3, points=4, patch=16):
+    """An OV-DQUO ViT checkpoint's ``model`` / ``ema_model`` entry (``OV_DQUO.state_dict()``), keys and shapes
+    from its model code: ``models/ov_dquo/ov_dquo.py`` (``input_proj`` 1x1 conv + GroupNorm per tap, ``label_enc``
+    (num_label_sampled + 1 rows), the shared ``class_embed`` and per-layer ``bbox_embed`` lists, also assigned to
+    ``transformer.decoder`` and, as separate copies, to ``transformer.enc_out_*``), ``models/backbone/ov_backbone.py``
+    (``Joiner`` index 0 = ``EvaCLIPViT``: ``interpolate1`` ConvT + the EVA tower with its persistent RoPE tables),
+    ``models/transformer/ov_deformable_transformer.py`` / ``deformable_transformer.py`` (encoder and decoder layers,
+    ``level_embed``, ``tgt_embed``, ``enc_output(_norm)``, ``text_proj``, ``ref_point_head``, decoder ``norm``).
+    Same keys and shapes as ``state_dict()`` of the original model (checked once against it, built outside this
+    repository); the order differs inside the EVA tower.  Entries that are the same tensor appear under every name."""
+    text_dim = text_dim or embed
+    L = OrderedDict()
+    t = 'transformer.'
+    L[t + 'level_embed'] = (levels, d)
+
+    def msda(prefix):
+        L[prefix + 'sampling_offsets.weight'] = (heads * levels * points * 2, d)
+        L[prefix + 'sampling_offsets.bias'] = (heads * levels * points * 2, )
+        L[prefix + 'attention_weights.weight'] = (heads * levels * points, d)
+        L[prefix + 'attention_weights.bias'] = (heads * levels * points, )
+        for n in ('value_proj', 'output_proj'):
+            L[prefix + n + '.weight'], L[prefix + n + '.bias'] = (d, d), (d, )
+
+    def lin(prefix, o, i):
+        L[prefix + '.weight'], L[prefix + '.bias'] = (o, i), (o, )
+
+    def mlp(prefix, dims):
+        for j, (i, o) in enumerate(zip(dims[:-1], dims[1:])):
+            lin(f'{prefix}.layers.{j}', o, i)
+
+    for i in range(enc):
+        b = f'{t}encoder.layers.{i}.'
+        msda(b + 'self_attn.')
+        L[b + 'norm1.weight'] = L[b + 'norm1.bias'] = (d, )
+        lin(b + 'linear1', ffn, d)
+        lin(b + 'linear2', d, ffn)
+        L[b + 'norm2.weight'] = L[b + 'norm2.bias'] = (d, )
+    for i in range(dec):
+        b = f'{t}decoder.layers.{i}.'
+        msda(b + 'cross_attn.')
+        L[b + 'norm1.weight'] = L[b + 'norm1.bias'] = (d, )
+        L[b + 'self_attn.in_proj_weight'], L[b + 'self_attn.in_proj_bias'] = (3 * d, d), (3 * d, )
+        lin(b + 'self_attn.out_proj', d, d)
+        L[b + 'norm2.weight'] = L[b + 'norm2.bias'] = (d, )
+        lin(b + 'linear1', ffn, d)
+        lin(b + 'linear2', d, ffn)
+        L[b + 'norm3.weight'] = L[b + 'norm3.bias'] = (d, )
+    L[t + 'decoder.norm.weight'] = L[t + 'decoder.norm.bias'] = (d, )
+    mlp(t + 'decoder.ref_point_head', (2 * d, d, d))
+    for i in range(dec):
+        mlp(f'{t}decoder.bbox_embed.{i}', (d, d, d, 4))
+    for i in range(dec):
+        lin(f'{t}decoder.class_embed.{i}', 1, d)
+    L[t + 'tgt_embed.weight'] = (queries, d)
+    lin(t + 'enc_output', d, d)
+    L[t + 'enc_output_norm.weight'] = L[t + 'enc_output_norm.bias'] = (d, )
+    mlp(t + 'text_proj', (text_dim, 128, d))
+    mlp(t + 'enc_out_bbox_embed', (d, d, d, 4))
+    lin(t + 'enc_out_class_embed', 1, d)
+    L['label_enc.weight'] = (vocab, d)
+    for i in range(taps):
+        L[f'input_proj.{i}.0.weight'], L[f'input_proj.{i}.0.bias'] = (d, width, 1, 1), (d, )
+        L[f'input_proj.{i}.1.weight'] = L[f'input_proj.{i}.1.bias'] = (d, )
+    L['backbone.0.interpolate1.0.weight'], L['backbone.0.interpolate1.0.bias'] = (width, width, 2, 2), (width, )
+    L.update(eva_clip_visual_layout(width, depth, embed, grid, patch=patch, head_dim=head_dim,
+                                    prefix='backbone.0.visual.'))
+    for i in range(dec):
+        mlp(f'bbox_embed.{i}', (d, d, d, 4))
+    for i in range(dec):
+        lin(f'class_embed.{i}', 1, d)
+    return L
+
+
+def ovdquo_tie(p, dec=6):
+    """Make a randomised OV-DQUO layout consistent with the original's sharing: one objectness Linear for all decoder
+    layers, the ``transformer.decoder.*_embed`` names the same tensors as ``class_embed`` / ``bbox_embed``."""
+    for k in list(p):
+        if k.startswith('class_embed.') and not k.startswith('class_embed.0.'):
+            p[k] = p['class_embed.0.' + k.split('.', 2)[2]]
+    for k in list(p):
+        if k.startswith('transformer.decoder.class_embed.') or k.startswith('transformer.decoder.bbox_embed.'):
+            p[k] = p[k[len('transformer.decoder.'):]]
+    return p

@@ -4,7 +4,9 @@ Learning: the class score of OV-DQUO is CLIP's alone, and the tiny CLIP is rando
 class prototypes (mean CLIP region embedding of each class's boxes on training images, the wildcard = their mean):
 CLIP then tells the shapes apart and what the test measures is the detector (objectness, boxes, queries) learning.
 The training loss falls and COCO AP50 on held-out images rises above the untrained model's (which starts near 0).
-No pseudo boxes: the wildcard is unused and the denoising queries fall back to the batch's first box.
+Training runs with the config's open-world pseudo boxes (annotations/train_pseudo.json: the novel objects and a few
+background boxes) through the pseudo-aware pipeline: wildcard queries, wildcard matching and denoising queries
+from the pseudo boxes are all active.
 """
 import contextlib
 import copy
@@ -105,11 +107,12 @@ def test_tiny_ovdquo_learns(tmp_path):
     ap_before = coco_ap50(model, val, root + 'annotations/val.json')
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, weight_decay=1e-4)
     g = torch.Generator().manual_seed(0)
-    history = []
+    history, n_pseudo = [], 0
     model.train()
     for _ in range(36):
         idx = torch.randperm(len(train), generator=g)[:2].tolist()
         data = model.data_preprocessor(pseudo_collate([train[i] for i in idx]), True)
+        n_pseudo += sum(int(s.gt_instances.pseudo.sum()) for s in data['data_samples'])
         losses = model.loss(data['inputs'], data['data_samples'])
         loss = sum(v for k, v in losses.items() if 'loss' in k)
         opt.zero_grad()
@@ -119,7 +122,8 @@ def test_tiny_ovdquo_learns(tmp_path):
         history.append(float(loss.detach()))
     ap_after = coco_ap50(model, val, root + 'annotations/val.json')
     first, last = np.mean(history[:10]), np.mean(history[-10:])
-    print(f'loss {first:.2f} -> {last:.2f}; AP50 {ap_before:.3f} -> {ap_after:.3f}')
+    print(f'loss {first:.2f} -> {last:.2f}; AP50 {ap_before:.3f} -> {ap_after:.3f}; {n_pseudo} pseudo boxes')
+    assert n_pseudo > 36  # the pseudo boxes reach the model (more than one per batch on average)
     assert last < 0.8 * first
     assert ap_after > ap_before + 0.05
 

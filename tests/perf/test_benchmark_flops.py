@@ -89,3 +89,24 @@ def test_det_benchmark_random_weights_reports_flops():
     assert res['flops_per_image'] > 0
     # images_per_s is reported rounded to 3 decimals
     assert res['mfu'] == pytest.approx(res['flops_per_image'] * res['images_per_s'] / 1e12, rel=1e-2)
+
+
+def test_det_benchmark_ovdquo():
+    """OV-DQUO configs: test size from DETRResize (R x R for the ViT configs), random text rows when the file is
+    absent, FLOPs per image (divided by the batch: equal at batch 1 and 2 but for the once-per-batch text
+    projection), MFU from them."""
+    from mmengine.config import Config
+    from declip_mm.benchmarks.det import _test_size
+    for name, size in [('ovdquo_eva02-b16-declip_8xb4-35e_ov-lvis-1024.py', (1024, 1024)),
+                       ('ovdquo_eva02-l14-336-clipself_8xb4-35e_ov-lvis-896.py', (896, 896)),
+                       ('ovdquo_eva02-b16-declip_8xb4-30e_ov-coco-1024.py', (1024, 1024))]:
+        assert _test_size(Config.fromfile(osp.join(ROOT, 'configs', 'ovdquo', name))) == size
+    cfg = osp.join(ROOT, 'configs', 'ovdquo', 'ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
+    res = [_benchmark(['det', cfg, '--random-weights', '--num-images', '2', '--warmup', '1', '--device', 'cpu',
+                       '--batch', str(b), '--peak-tflops', '1.0']) for b in (1, 2)]
+    assert res[0]['image_size'] == [128, 128] and res[0]['images'] == 2 and res[1]['images'] == 2
+    assert res[0]['flops_per_image'] > 0
+    # per image up to the text projection of the vocabulary, computed once per batch (2 x 6 x (32x128 + 128x256))
+    assert res[0]['flops_per_image'] - res[1]['flops_per_image'] == pytest.approx(6 * (32 * 128 + 128 * 256))
+    assert res[0]['mfu'] == pytest.approx(res[0]['flops_per_image'] * res[0]['images_per_s'] / 1e12, rel=1e-2)
+    assert res[0]['peak_memory_mb'] > 0

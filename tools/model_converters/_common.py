@@ -152,18 +152,19 @@ def print_summary(*reports: Report, file=None, width: int = 110) -> None:
             print(f'   added   {k}: {why}'[:width], file=file)
 
 
-def load_source(path: str) -> dict:
+def load_source(path: str, extra_globals=()) -> dict:
     """A source checkpoint (local path, ``http(s)://`` URL or ``hf-hub:`` file) read with
     ``torch.load(weights_only=True)`` and the project's one allow-list (``declip_mm.utils.run_checkpoints``: plain
     tensors and containers, numpy arrays / scalars of numpy 1 and 2, mmengine's run-state ``HistoryBuffer``), so
     mmengine run checkpoints (``work_dirs/*/epoch_k.pth``), mmdet 2.x and detectron2 files load; anything else is
-    refused with an error naming the global.  Never a fallback to full unpickling."""
+    refused with an error naming the global.  Never a fallback to full unpickling.  ``extra_globals``: classes one
+    source format needs beyond that (allowed for this file only)."""
     from declip_mm.utils.remote_files import resolve_file
     from declip_mm.utils.run_checkpoints import load_checkpoint_file
     local = resolve_file(path)
     if not os.path.isfile(local):
         raise FileNotFoundError(f'source checkpoint not found: {path}')
-    return load_checkpoint_file(local, map_location='cpu')
+    return load_checkpoint_file(local, map_location='cpu', extra_globals=extra_globals)
 
 
 def unwrap(obj, keys=('state_dict', 'model', 'module')) -> Dict[str, torch.Tensor]:

@@ -8,10 +8,22 @@ from mmdet.models.detectors import TwoStageDetector
 from torch import Tensor
 
 from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
+from .ov_vocabulary import OVVocabularyMixin, prompt_recipe
+
+BACKGROUND = 'background'
+
+
+def _text_box_head_cfg(model_cfg):
+    """The config of the box head that classifies with text embeddings (``roi_head.bbox_head``)."""
+    head = (model_cfg.get('roi_head') or {}).get('bbox_head') if isinstance(model_cfg, dict) else None
+    if not isinstance(head, dict) or 'text_embeddings' not in head:
+        raise ValueError('this F-ViT config has no text-embedding box head (model.roi_head.bbox_head.'
+                         'text_embeddings)')
+    return head
 
 
 @register_everywhere(DET_MODELS, MODELS)
-class FViT(TwoStageDetector):
+class FViT(OVVocabularyMixin, TwoStageDetector):
     """Two-stage detector on a frozen ViT.
 
     Pipeline: backbone taps (4 maps, stride p) -> ``neck`` (usually ``SequentialNeck[mmseg Feature2Pyramid, FPN]``)
@@ -22,6 +34,10 @@ class FViT(TwoStageDetector):
     Args:
         freeze_backbone: run the backbone under ``no_grad`` in eval mode with ``requires_grad=False`` (F-ViT).
         use_vlm_feat: compute the dense CLIP map at test time and ensemble (False: detector scores only).
+
+    Free-text vocabularies (:class:`~declip_mm.models.detectors.ov_vocabulary.OVVocabularyMixin`): the box head's
+    text rows (63 ViLD templates, "This is" rule) plus a ``background`` row; classes not among ``base_classes``
+    take the novel ensemble exponent ``beta``.
     Other args: as :class:`mmdet.models.TwoStageDetector`.
     """
 
@@ -88,3 +104,38 @@ class FViT(TwoStageDetector):
         else:
             results_list = self.roi_head.predict(x, rpn_results_list, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+    # ------------------------------------------------------------------ vocabulary (OVDetInferencer)
+    @classmethod
+    def config_class_names(cls, model_cfg) -> List[str]:
+        from declip_mm.datasets.ov_detection import resolve_class_names
+        head = _text_box_head_cfg(model_cfg)
+        return resolve_class_names(head.get('class_names')) or [f'class{i}' for i in range(head['num_classes'])]
+
+    @classmethod
+    def reserved_texts(cls, model_cfg) -> List[str]:
+        return [BACKGROUND]
+
+    @classmethod
+    def without_text_files(cls, model_cfg) -> None:
+        _text_box_head_cfg(model_cfg)['text_embeddings'] = None
+
+    def text_prompts(self):
+        templates, formatter = prompt_recipe('vild')
+        return templates, formatter, [BACKGROUND]
+
+    def set_vocabulary(self, class_names, text_embeddings: Tensor, base_classes=None, extra_embeddings=None) -> None:
+        """Text rows + ``background`` into the box head's classifier; ensemble exponent ``alpha`` for
+        ``base_classes`` and background, ``beta`` for all other classes."""
+        head = self.roi_head.bbox_head
+        if not extra_embeddings or BACKGROUND not in extra_embeddings:
+            raise ValueError('F-ViT set_vocabulary needs the background row (extra_embeddings["background"])')
+        base = set(base_classes or ())
+        device = head.fc_cls.text_embeddings.device
+        rows = torch.cat([text_embeddings.float(), extra_embeddings[BACKGROUND].float()[None]])
+        head.fc_cls.text_embeddings = rows.to(device)
+        head.fc_cls.class_names = list(class_names)
+        head.num_classes = len(class_names)
+        exps = torch.full((len(class_names) + 1, ), head.alpha)
+        exps[[j for j, n in enumerate(class_names) if n not in base]] = head.beta
+        head.ensemble_exponent = exps.to(device)

@@ -1,8 +1,11 @@
 """OV-DQUO (AAAI 2025): open-vocabulary DINO with denoising text queries and open-world wildcard supervision."""
 import copy
+import os.path as osp
 import warnings
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.models.detectors import DINO
@@ -16,10 +19,57 @@ from declip_mm.registry import DET_MODELS, MODELS, register_everywhere
 
 from ..layers import TextCdnQueryGenerator
 from ..task_modules import OVCategorySampler, batch_true_labels, gt_with_pseudo_fields
+from .ov_vocabulary import OVVocabularyMixin, prompt_recipe
+
+
+def _float_output(module, inputs, output):
+    """Forward hook: the module's output in float32 (see ``OVDQUO.deform_attn_fp32``)."""
+    return output.float()
+
+
+@contextmanager
+def fp32_region(device_type: str):
+    """Autocast off (float32) for the block: region pooling, matching, losses and scores under AMP."""
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
+
+
+def _to_fp32(x):
+    if isinstance(x, Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_fp32(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _to_fp32(v) for k, v in x.items()}
+    return x
+
+
+def single_text_vector(source, what: str) -> Tensor:
+    """One (D,) float32 vector from a ``.pt`` file / dict holding exactly one tensor (any key) or a (D,) / (1, D)
+    tensor; ``ValueError`` / ``FileNotFoundError`` naming the file otherwise."""
+    from declip_mm.models.roi_heads.text_classifier import _local_embedding_file
+    name = source if isinstance(source, str) else type(source).__name__
+    if isinstance(source, str):
+        path = _local_embedding_file(source)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what}: file not found: {source}')
+        source = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(source, dict):
+        vals = [v for v in source.values() if isinstance(v, (Tensor, np.ndarray))]
+        if len(vals) != 1 or len(source) != 1:
+            raise ValueError(f'{what}: {name} must hold exactly one vector, it has {len(source)} entries '
+                             f'({list(source)[:5]})')
+        source = vals[0]
+    t = torch.as_tensor(np.asarray(source) if not isinstance(source, Tensor) else source).float()
+    if t.dim() == 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 1 or not torch.isfinite(t).all() or t.norm() == 0:
+        raise ValueError(f'{what}: {name} is not one finite non-zero vector (shape {tuple(t.shape)})')
+    return t
 
 
 @register_everywhere(DET_MODELS, MODELS)
-class OVDQUO(DINO):
+class OVDQUO(OVVocabularyMixin, DINO):
     """OV-DQUO on mmdet's DINO with a frozen CLIP backbone.
 
     Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map) -> ``neck`` (``ViTPyramidNeck`` +
@@ -50,6 +100,9 @@ class OVDQUO(DINO):
         novel_classes: names (or preset) of the novel classes: boosted in the query assignment at test, excluded
             from the ``'base'`` training pool.
         wildcard: name of the wildcard row (OV-DQUO: ``'object'``).
+        wildcard_embeddings: where the wildcard row comes from when not from ``text_embeddings``: a ``.pt`` file
+            holding one vector (a dict with a single entry, any key, as OV-DQUO's ``vitb16_object_embbed.pt``), a
+            (D,) / (1, D) tensor; None: the row named ``wildcard`` of ``text_embeddings``.
         text_dim: text-embedding width (default: the backbone's ``embed_dim``).
         region_embedder: the CLIP region classifier (``ViTRegionEmbedder``; a ResNet version plugs in here).
         category_sampler: :class:`~declip_mm.models.task_modules.OVCategorySampler` config.
@@ -61,18 +114,29 @@ class OVDQUO(DINO):
         content_by_proposal: add the learned content row of the proposal's top-k rank (OV-DQUO: False, the row of
             its slot after sorting).
         score_temperature / score_bg_logit / objectness_power: ``T_s`` = 100, background logit 0, power 1.
+        text_templates: the prompt recipe of the text embeddings (``'vild'``: 63 ViLD templates with the "This is"
+            rule, what ``tools/gen_text_embeddings.py`` writes by default; ``'imagenet'``: the 80 ImageNet ones);
+            used for vocabularies encoded at inference (``OVDetInferencer``).
+        deform_attn_fp32: under AMP, run the deformable-attention sampling in float32 (its value projection
+            returns float32; as OV-DQUO casts fp16 values to fp32).  mmcv's CUDA kernel has no bf16 version.
+
+    Mixed precision (``AmpOptimWrapper``): the backbone, neck, encoder and decoder run in the autocast dtype; the
+    CLIP region pooling, the text-query assignment, the encoder / decoder heads, matching, losses and test scores
+    run in float32 (mmcv's RoIAlign and deformable-attention kernels have no bf16 version).
     Other args: as :class:`mmdet.models.DINO` (``bbox_head.num_classes`` = 1).
     """
 
     def __init__(self, *args, class_names: Union[str, Sequence[str]], text_embeddings=None,
                  novel_classes: Union[None, str, Sequence[str]] = None, wildcard: Optional[str] = 'object',
+                 wildcard_embeddings=None,
                  text_dim: Optional[int] = None, text_proj_hidden: int = 128,
                  region_embedder: dict = dict(type='ViTRegionEmbedder'),
                  category_sampler: dict = dict(type='OVCategorySampler', num_sampled=None, pool='base'),
                  query_temperature: float = 100.0, query_bg_logit: float = -1.0, novel_boost: float = 1.0,
                  wildcard_iou_thr: float = 0.5, stable_sort: bool = False, content_by_proposal: bool = False,
                  score_temperature: float = 100.0, score_bg_logit: float = 0.0, objectness_power: float = 1.0,
-                 dn_cfg: Optional[dict] = None, **kwargs) -> None:
+                 text_templates: str = 'vild', deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
         dn_cfg = dict(label_noise_scale=0.5, box_noise_scale=1.0,
                       group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)) if dn_cfg is None \
             else copy.deepcopy(dict(dn_cfg))
@@ -96,7 +160,7 @@ class OVDQUO(DINO):
         num_vocab = self.category_sampler.vocabulary_size(len(self.class_names), self.novel_indices)
 
         text_dim = text_dim or getattr(self.backbone, 'embed_dim', None)
-        emb = self._load_text(text_embeddings, text_dim)
+        emb = self._load_text(text_embeddings, text_dim, wildcard_embeddings)
         text_dim = emb.shape[1]
         backbone_dim = getattr(self.backbone, 'embed_dim', None)
         if backbone_dim is not None and backbone_dim != text_dim:
@@ -119,9 +183,17 @@ class OVDQUO(DINO):
         self.score_temperature = float(score_temperature)
         self.score_bg_logit = float(score_bg_logit)
         self.objectness_power = float(objectness_power)
+        prompt_recipe(text_templates)  # a known recipe
+        self.text_templates = text_templates
+        self.deform_attn_fp32 = deform_attn_fp32
+        if deform_attn_fp32:
+            from mmcv.ops import MultiScaleDeformableAttention
+            for m in self.modules():
+                if isinstance(m, MultiScaleDeformableAttention):
+                    m.value_proj.register_forward_hook(_float_output)
 
     # ------------------------------------------------------------------ vocabulary
-    def _load_text(self, source, text_dim: Optional[int]) -> Tensor:
+    def _load_text(self, source, text_dim: Optional[int], wildcard_source=None) -> Tensor:
         """(K + 1, D) L2-normalised rows: the K classes, then the wildcard."""
         from declip_mm.models.roi_heads.text_classifier import load_text_embeddings
         names = list(self.class_names)
@@ -134,6 +206,13 @@ class OVDQUO(DINO):
         if self.wildcard in names:
             raise ValueError(f'OVDQUO: the wildcard {self.wildcard!r} is also a class name')
         what = source if isinstance(source, str) else type(source).__name__
+        if wildcard_source is not None:
+            wild = single_text_vector(wildcard_source, f'OVDQUO wildcard_embeddings ({self.wildcard!r})')
+            emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
+            if wild.shape[0] != emb.shape[1]:
+                raise ValueError(f'OVDQUO: the wildcard embedding has width {wild.shape[0]} but the class text '
+                                 f'embeddings {emb.shape[1]} ({what})')
+            return torch.cat([emb, F.normalize(wild, dim=0)[None]], 0)
         try:
             wild = load_text_embeddings(source, [self.wildcard])[0]
         except KeyError as e:
@@ -146,17 +225,53 @@ class OVDQUO(DINO):
         emb = load_text_embeddings(source, names, num_classes=len(names), dim=text_dim)[:-1]
         return torch.cat([emb, wild[None]], 0)
 
+    # free-text vocabularies (OVVocabularyMixin; declip_mm.apis.OVDetInferencer)
+    @classmethod
+    def config_class_names(cls, model_cfg) -> List[str]:
+        from declip_mm.datasets.ov_detection import resolve_class_names
+        return resolve_class_names(model_cfg['class_names'])
+
+    @classmethod
+    def reserved_texts(cls, model_cfg) -> List[str]:
+        return [model_cfg.get('wildcard', 'object')]
+
+    @classmethod
+    def without_text_files(cls, model_cfg) -> None:
+        model_cfg['text_embeddings'] = None
+        model_cfg.pop('wildcard_embeddings', None)
+
+    def text_prompts(self):
+        templates, formatter = prompt_recipe(self.text_templates)
+        return templates, formatter, [self.wildcard]
+
     def set_vocabulary(self, class_names: Sequence[str], text_embeddings: Tensor,
-                       novel_classes: Sequence[str] = ()) -> None:
-        """Replace the test vocabulary (free-text classes): (K, D) embeddings in ``class_names`` order."""
+                       base_classes: Optional[Sequence[str]] = None, extra_embeddings: Optional[dict] = None,
+                       novel_classes: Optional[Sequence[str]] = None) -> None:
+        """Replace the test vocabulary (free-text classes): (K, D) embeddings in ``class_names`` order.
+
+        Novel classes (boosted in the test-time query assignment): ``novel_classes`` if given, else every class not
+        in ``base_classes`` (None: all classes, so the boost changes nothing).  ``extra_embeddings[wildcard]``, if
+        given, replaces the wildcard row (encoded with the same text tower and recipe)."""
+        D = self.text_embeddings.shape[1]
         if text_embeddings.dim() != 2 or text_embeddings.shape[0] != len(class_names) \
-                or text_embeddings.shape[1] != self.text_embeddings.shape[1]:
-            raise ValueError(f'set_vocabulary: expected ({len(class_names)}, {self.text_embeddings.shape[1]}) '
-                             f'embeddings, got {tuple(text_embeddings.shape)}')
+                or text_embeddings.shape[1] != D:
+            raise ValueError(f'set_vocabulary: expected ({len(class_names)}, {D}) embeddings, got '
+                             f'{tuple(text_embeddings.shape)}')
+        if self.wildcard in class_names:
+            raise ValueError(f'set_vocabulary: {self.wildcard!r} is the wildcard of the open-world boxes, not a class')
+        if novel_classes is None:
+            base = set(base_classes or ())
+            novel_classes = [c for c in class_names if c not in base]
+        novel = set(novel_classes)
         self.class_names = list(class_names)
         self.text_embeddings = F.normalize(text_embeddings.float(), dim=-1).to(self.text_embeddings.device)
-        self.novel_classes = [c for c in self.class_names if c in set(novel_classes)]
-        self.novel_indices = [i for i, c in enumerate(self.class_names) if c in set(novel_classes)]
+        self.novel_classes = [c for c in self.class_names if c in novel]
+        self.novel_indices = [i for i, c in enumerate(self.class_names) if c in novel]
+        wild = (extra_embeddings or {}).get(self.wildcard)
+        if wild is not None:
+            if wild.shape != (D, ):
+                raise ValueError(f'set_vocabulary: the wildcard row must be ({D},), got {tuple(wild.shape)}')
+            self.wildcard_embedding = F.normalize(wild.float(), dim=0).to(self.wildcard_embedding.device)
 
     def train_vocabulary(self, batch_data_samples: SampleList) -> Tuple[dict, SampleList]:
         """The batch's vocabulary (sampled classes + wildcard) and copies of the samples relabelled to it."""
@@ -188,7 +303,7 @@ class OVDQUO(DINO):
             out = self.backbone(batch_inputs)
             feats, dense = list(out[:-1]), out[-1]
         feats = [f.detach() for f in feats]
-        clip_feats = dict(dense=F.normalize(dense.detach(), dim=1))
+        clip_feats = dict(dense=F.normalize(dense.detach().float(), dim=1))  # float32 also under AMP (RoIAlign)
         x = self.neck(feats) if self.with_neck else tuple(feats)
         return tuple(x), clip_feats
 
@@ -218,9 +333,10 @@ class OVDQUO(DINO):
         batch_input_shape = batch_data_samples[0].batch_input_shape
         wildcard = vocab['wildcard_index']
         text = vocab['text'] if wildcard is None else vocab['text'][:wildcard]
-        with torch.no_grad():
-            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals, img_shapes, batch_input_shape)
-            cos = emb @ text.to(emb.dtype).t()
+        with torch.no_grad(), fp32_region(proposals.device.type):
+            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals.float(), img_shapes,
+                                                           batch_input_shape).float()
+            cos = emb @ text.float().t()
             probs = torch.cat([cos, torch.full_like(cos[..., :1], self.query_bg_logit)], -1)
             probs = (probs * self.query_temperature).softmax(-1)
             if not self.training and self.novel_boost != 1.0 and self.novel_indices:
@@ -272,8 +388,10 @@ class OVDQUO(DINO):
             raise ValueError(f'OVDQUO: the input gives {memory.shape[1]} encoder tokens, fewer than num_queries='
                              f'{self.num_queries}; use larger inputs (or fewer queries)')
         output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
-        enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
-        enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
+        with fp32_region(memory.device.type):  # the top-k and the proposals in float32 under AMP
+            output_memory, output_proposals = output_memory.float(), output_proposals.float()
+            enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
+            enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
         topk_indices = torch.topk(enc_outputs_class.max(-1)[0], k=self.num_queries, dim=1)[1]
         topk_score = torch.gather(enc_outputs_class, 1, topk_indices.unsqueeze(-1).repeat(1, 1, 1))
         topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk_indices.unsqueeze(-1).repeat(1, 1, 4))
@@ -307,8 +425,9 @@ class OVDQUO(DINO):
         img_feats, clip_feats = self.extract_feat(batch_inputs)
         vocab, samples = self.train_vocabulary(batch_data_samples)
         head_inputs_dict = self.forward_transformer(img_feats, samples, clip_feats, vocab)
-        losses = self.bbox_head.loss(**head_inputs_dict, batch_data_samples=samples,
-                                     wildcard_index=vocab['wildcard_index'])
+        with fp32_region(batch_inputs.device.type):  # heads, matching and losses in float32 under AMP
+            losses = self.bbox_head.loss(**_to_fp32(head_inputs_dict), batch_data_samples=samples,
+                                         wildcard_index=vocab['wildcard_index'])
         if head_inputs_dict['dn_meta']['num_denoising_queries'] == 0:  # no box in the batch: keep the graph whole
             losses['dn_loss_cls'] = losses['dn_loss_cls'] + self.dn_query_generator.label_embedding.weight.sum() * 0
         return losses
@@ -317,24 +436,30 @@ class OVDQUO(DINO):
                      batch_data_samples: SampleList, text: Optional[Tensor] = None) -> Tensor:
         """(B, Q, K) test scores: ``softmax(T_s [cos, bg])[:K] * sigmoid(objectness) ** objectness_power``."""
         text = self.text_embeddings if text is None else text
-        emb = self.region_embedder.box_embeddings(clip_feats, boxes, [s.img_shape for s in batch_data_samples],
-                                                  batch_data_samples[0].batch_input_shape)
-        cos = emb @ text.to(emb.dtype).t()
-        logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
-        return logits.softmax(-1)[..., :-1] * objectness.sigmoid() ** self.objectness_power
+        with fp32_region(boxes.device.type):
+            emb = self.region_embedder.box_embeddings(clip_feats, boxes.float(),
+                                                      [s.img_shape for s in batch_data_samples],
+                                                      batch_data_samples[0].batch_input_shape).float()
+            cos = emb @ text.float().t()
+            logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
+            return logits.softmax(-1)[..., :-1] * objectness.float().sigmoid() ** self.objectness_power
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+    def _final_outputs(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tuple[Tensor, Tensor]:
+        """Test-time class scores (B, Q, K) and boxes (B, Q, 4) of the last decoder layer (float32)."""
         img_feats, clip_feats = self.extract_feat(batch_inputs)
         head_inputs_dict = self.forward_transformer(img_feats, batch_data_samples, clip_feats, self.test_vocabulary())
-        cls, boxes = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'])
-        scores = self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples)
-        results = self.bbox_head.predict_by_feat(scores, boxes[-1], [s.metainfo for s in batch_data_samples],
-                                                 rescale=rescale)
+        with fp32_region(batch_inputs.device.type):
+            cls, boxes = self.bbox_head(*_to_fp32((head_inputs_dict['hidden_states'],
+                                                   head_inputs_dict['references'])))
+        return self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples), boxes[-1]
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
+        scores, boxes = self._final_outputs(batch_inputs, batch_data_samples)
+        with fp32_region(batch_inputs.device.type):
+            results = self.bbox_head.predict_by_feat(scores, boxes, [s.metainfo for s in batch_data_samples],
+                                                     rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
         """Last-layer class scores (B, Q, K) and boxes (B, Q, 4) without post-processing."""
-        img_feats, clip_feats = self.extract_feat(batch_inputs)
-        head_inputs_dict = self.forward_transformer(img_feats, batch_data_samples, clip_feats, self.test_vocabulary())
-        cls, boxes = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'])
-        return self.class_scores(clip_feats, boxes[-1], cls[-1], batch_data_samples), boxes[-1]
+        return self._final_outputs(batch_inputs, batch_data_samples)

@@ -9,7 +9,7 @@ data_preprocessor = dict(
     mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], pad_size_divisor=resolution)
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
-         backend_args=backend_args),
+         backend_args=backend_args, ignore_empty=True),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

@@ -10,6 +10,8 @@
 # and carried through every transform as gt_instances.pseudo / pseudo_weights.  Images without any box stay (the
 # original keeps every image of the json).  Training labels index the 65 OV-COCO classes (only the 48 base classes
 # occur; metainfo carries base_classes / novel_classes).
+# Training images that cannot be read (missing, truncated, not an image) are skipped, logged with their path and
+# counted in dataset.unreadable_images (LoadImageFromFile(ignore_empty=True)); a long run does not stop on one.
 # Model configs use `data_preprocessor=_base_.data_preprocessor` (mmengine's Runner also applies this top-level key
 # to a model config without one).
 dataset_type = 'OVCocoDataset'
@@ -26,7 +28,7 @@ scales = [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800]
 max_size = 1333
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
-         backend_args=backend_args),
+         backend_args=backend_args, ignore_empty=True),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

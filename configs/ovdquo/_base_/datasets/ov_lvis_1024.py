@@ -11,6 +11,8 @@
 # Sampler: OV-DQUO's repeat-factor multinomial sampler with t = 1.0, what the published models used (the configured
 # 0.001 became True in the original); set repeat_thr=0.001 for the intended LVIS threshold.  All json images are
 # kept (filter_empty_gt=False) so that the repeat factors are computed over the same N images as the original.
+# Training images that cannot be read (missing, truncated, not an image) are skipped, logged with their path and
+# counted in dataset.unreadable_images (LoadImageFromFile(ignore_empty=True)); a long run does not stop on one.
 # Model configs use `data_preprocessor=_base_.data_preprocessor`.
 dataset_type = 'OVLVISV1Dataset'
 data_root = 'data/coco/'  # LVIS v1 uses the COCO 2017 images; file names come from each image's coco_url
@@ -25,7 +27,7 @@ data_preprocessor = dict(
     pad_value=0)
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
-         backend_args=backend_args),
+         backend_args=backend_args, ignore_empty=True),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

@@ -6,7 +6,7 @@ resolution = 896
 data_preprocessor = dict(pad_size_divisor=resolution)
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
-         backend_args=backend_args),
+         backend_args=backend_args, ignore_empty=True),
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

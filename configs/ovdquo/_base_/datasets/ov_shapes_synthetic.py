@@ -18,7 +18,8 @@ data_preprocessor = dict(
     pad_value=0)
 scales = [96, 112, 128]
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation', imdecode_backend='pillow',
+         ignore_empty=True),  # an unreadable file is skipped and counted (dataset.unreadable_images)
     dict(type='LoadPseudoAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

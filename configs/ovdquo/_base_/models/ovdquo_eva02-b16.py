@@ -3,6 +3,8 @@
 # 3 levels of 256 channels, 6 + 6 deformable layers, 1000 queries, 100 denoising queries, 100 classes sampled per
 # batch + the wildcard "object", novel boost 8, 300 detections.  See docs/detection.md (OV-DQUO).
 # L/14-336: model_name='EVA02-L-14-336', out_indices=(10, 14, 23), embed_dim / in_channels 1024.
+# No data_preprocessor here: every config takes its dataset base's (`data_preprocessor=_base_.data_preprocessor`:
+# normalisation, then padding to R x R (ViT) or to the batch's largest image (ResNet), padding masked).
 model = dict(
     type='OVDQUO',
     num_queries=1000,
@@ -16,13 +18,6 @@ model = dict(
     region_embedder=dict(type='ViTRegionEmbedder'),
     category_sampler=dict(type='OVCategorySampler', num_sampled=100, pool='all'),
     novel_boost=8.0,
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],  # ImageNet statistics (the original ViT path)
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=1,
-        batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024))]),  # fixed square input, padding masked
     backbone=dict(
         type='DeCLIPViT',
         model_name='EVA02-B-16',
