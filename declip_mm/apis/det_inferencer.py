@@ -229,8 +229,9 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
         dump_json(d, osp.join(pred_dir, name + '.json'))
 
     def forward(self, inputs, **kwargs):
-        """``model.test_step``, boxes clipped to the original image (test pipelines that ``Pad`` let boxes reach
-        into the padding)."""
+        """``model.test_step``, boxes clipped to the original image: heads that keep their original's unclipped
+        boxes (OV-DQUO's default ``clip_boxes=False``, for parity) can reach past the image edge; a box's centre is
+        always inside, so clipping never empties a box."""
         preds = super().forward(inputs, **kwargs)
         for p in preds:
             h, w = p.metainfo['ori_shape'][:2]
