@@ -173,4 +173,6 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_data):
     dist_state = ranks[0]['state']
     moved = max((v - init.state[k]).abs().max().item() for k, v in single.items() if v.is_floating_point())
     diff = max((v - dist_state[k]).abs().max().item() for k, v in single.items() if v.is_floating_point())
-    assert moved > 1e-3 and diff < moved * 1e-3, (moved, diff)
+    # 1e-2 of the movement: float32 all-reduce order alone gives ~1e-3 of it with OMP_NUM_THREADS=1 (2.2e-6 of
+    # 2.0e-3); a rank training on its own shard without the all-reduce moves the weights apart by ~the movement
+    assert moved > 1e-3 and diff < moved * 1e-2, (moved, diff)
