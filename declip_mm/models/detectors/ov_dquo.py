@@ -72,8 +72,9 @@ def single_text_vector(source, what: str) -> Tensor:
 class OVDQUO(OVVocabularyMixin, DINO):
     """OV-DQUO on mmdet's DINO with a frozen CLIP backbone.
 
-    Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map) -> ``neck`` (``ViTPyramidNeck`` +
-    ``ChannelMapper``) -> deformable encoder -> top-k proposals by one objectness logit -> **text queries**: each
+    Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map; or ``CLIPResNet``: C3, C4 for the transformer,
+    C4 / C5 for CLIP) -> ``neck`` (ViT: ``ViTPyramidNeck`` + ``ChannelMapper``; ResNet: ``ChannelMapper`` on C3, C4
+    whose extra level is conv3x3 s2 of the raw C4) -> deformable encoder -> top-k proposals by one objectness logit -> **text queries**: each
     proposal is classified by CLIP (``region_embedder`` on the dense map, ``softmax(T_q * [cos, bg])``, novel classes
     boosted at test) and its class's projected text embedding (``text_proj``: MLP text_dim -> 128 -> embed_dims) is
     added to the learned content query; training proposals overlapping a pseudo box (IoU > ``wildcard_iou_thr``)
@@ -104,7 +105,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
             holding one vector (a dict with a single entry, any key, as OV-DQUO's ``vitb16_object_embbed.pt``), a
             (D,) / (1, D) tensor; None: the row named ``wildcard`` of ``text_embeddings``.
         text_dim: text-embedding width (default: the backbone's ``embed_dim``).
-        region_embedder: the CLIP region classifier (``ViTRegionEmbedder``; a ResNet version plugs in here).
+        region_embedder: the CLIP region classifier: ``ViTRegionEmbedder`` (dense map) or ``ResNetRegionEmbedder``
+            (CLIP ResNet: C5 approximate attention pool for proposals, C4 -> res5 -> attention pool for boxes).
         category_sampler: :class:`~declip_mm.models.task_modules.OVCategorySampler` config.
         query_temperature / query_bg_logit: ``T_q`` = 100 and the extra logit -1 of the query assignment.
         novel_boost: factor on novel-class probabilities in the test-time query assignment (OV-COCO 3, OV-LVIS 8).
@@ -172,6 +174,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
         self.text_proj = MLP(text_dim, text_proj_hidden, self.embed_dims, 2)
         self.region_embedder = MODELS.build(region_embedder) if isinstance(region_embedder, dict) \
             else region_embedder
+        if hasattr(self.region_embedder, 'bind'):  # ResNetRegionEmbedder: uses the backbone's layer4 / attnpool
+            self.region_embedder.bind(self.backbone)
         self.dn_query_generator = TextCdnQueryGenerator(num_classes=num_vocab + 1, embed_dims=self.embed_dims,
                                                         num_matching_queries=self.num_queries, **dn_cfg)
         self.query_temperature = float(query_temperature)
@@ -295,13 +299,22 @@ class OVDQUO(OVVocabularyMixin, DINO):
 
     # ------------------------------------------------------------------ features
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tuple[Tensor], Dict[str, Tensor]]:
-        """Pyramid maps for the transformer and the frozen CLIP outputs for the region embedder."""
+        """Pyramid maps for the transformer and the frozen CLIP outputs for the region embedder.
+
+        ViT (``DeCLIPViT.extract``): the taps feed the neck, ``clip_feats['dense']`` is the L2-normalised dense map.
+        CLIP ResNet (a backbone with ``attnpool``, outputs C3, C4, C5): C3, C4 feed the neck (its extra level is
+        conv3x3 s2 of the raw C4, as the original's: C5 never enters the transformer), ``clip_feats['maps']`` =
+        (C3, C4, C5) for the region embedder (C5: proposals, C4: final boxes).
+        Other backbones: all outputs but the last feed the neck, the last one is the dense map."""
         if hasattr(self.backbone, 'extract'):
             out = self.backbone.extract(batch_inputs, outputs=('feats', 'dense'))
             feats, dense = list(out['feats']), out['dense']
         else:
-            out = self.backbone(batch_inputs)
+            out = tuple(f.detach() for f in self.backbone(batch_inputs))
             feats, dense = list(out[:-1]), out[-1]
+            if hasattr(self.backbone, 'attnpool'):
+                x = self.neck(feats) if self.with_neck else tuple(feats)
+                return tuple(x), dict(maps=out)
         feats = [f.detach() for f in feats]
         clip_feats = dict(dense=F.normalize(dense.detach().float(), dim=1))  # float32 also under AMP (RoIAlign)
         x = self.neck(feats) if self.with_neck else tuple(feats)
