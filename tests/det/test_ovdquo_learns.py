@@ -21,15 +21,16 @@ import torch.nn.functional as F
 from .conftest import REPO, load_tool
 
 CFG = osp.join(REPO, 'configs/ovdquo/ovdquo_tiny-eva02_1xb4-1e_ov-shapes-synthetic.py')
+RN_CFG = osp.join(REPO, 'configs/ovdquo/ovdquo_tiny-r50-clip_1xb4-1e_ov-shapes-synthetic.py')  # the ResNet CLIP path
 
 
-def build(root):
+def build(root, cfg_path=CFG):
     from mmdet.registry import DATASETS, MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     import declip_mm  # noqa: F401
     init_default_scope('mmdet')
-    cfg = Config.fromfile(CFG)
+    cfg = Config.fromfile(cfg_path)
     cfg.model.text_embeddings = None
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match='random unit vectors'):
@@ -97,12 +98,13 @@ def coco_ap50(model, val, ann_file):
     return float(ev.stats[1])
 
 
-def test_tiny_ovdquo_learns(tmp_path):
+@pytest.mark.parametrize('cfg_path', [CFG, RN_CFG], ids=['vit', 'resnet'])
+def test_tiny_ovdquo_learns(tmp_path, cfg_path):
     from declip_mm.datasets.synthetic_det import make_synthetic_ov_det
     from mmengine.dataset import pseudo_collate
     root = str(tmp_path / 'shapes') + '/'
     make_synthetic_ov_det(root, num_train=32, num_val=8, size=128, seed=0)
-    model, train, val, protos = build(root)
+    model, train, val, protos = build(root, cfg_path)
     set_prototype_text(model, protos)
     ap_before = coco_ap50(model, val, root + 'annotations/val.json')
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, weight_decay=1e-4)

@@ -157,8 +157,9 @@ def resnet_rules(n_in: int):
         where = f'convs.{i}' if i < n_in else f'extra_convs.{i - n_in}'
         return [(f'neck.{where}.{part}.{wb}', v)]
     return (
-        (r'backbone\.0\.body\.(.*)', r'backbone.visual.\1'),
-        (r'backbone\.0\.attn_pool\.(.*)', r'backbone.visual.attnpool.\1'),
+        (r'backbone\.0\.body\.((?:conv[123]\.weight|bn[123]\.|layer[1-4]\.\d+\.).*)', r'backbone.visual.\1'),
+        (r'backbone\.0\.attn_pool\.(positional_embedding|[qkvc]_proj\.(?:weight|bias))',
+         r'backbone.visual.attnpool.\1'),
         (r'input_proj\.(\d+)\.([01])\.' + WB, proj),
     )
 
