@@ -430,7 +430,7 @@ def test_rn_converted_checkpoint_through_test_tool(tmp_path):
     emb = str(tmp_path / 'text.pt')
     g = torch.Generator().manual_seed(0)
     torch.save({n: torch.randn(32, generator=g) for n in ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond',
-                                                          'object')}, emb)
+                                                          'object', 'background')}, emb)
     src, dst = str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ovdquo_rn_declip-mm.pth')
     _original_file(src, original_tiny_rn(0), original_tiny_rn(1))
     converter('ovdquo_to_declip_mm').main([src, dst, '--ema', '--config', RN_CFG])

@@ -34,9 +34,14 @@ def fp32_region(device_type: str):
         yield
 
 
+def _f32(x: Tensor) -> Tensor:
+    """At least float32: half / bfloat16 -> float32 (AMP); float32 / float64 unchanged (float64 parity runs)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _to_fp32(x):
     if isinstance(x, Tensor):
-        return x.float() if x.is_floating_point() else x
+        return _f32(x) if x.is_floating_point() else x
     if isinstance(x, (list, tuple)):
         return type(x)(_to_fp32(v) for v in x)
     if isinstance(x, dict):
@@ -316,7 +321,7 @@ class OVDQUO(OVVocabularyMixin, DINO):
                 x = self.neck(feats) if self.with_neck else tuple(feats)
                 return tuple(x), dict(maps=out)
         feats = [f.detach() for f in feats]
-        clip_feats = dict(dense=F.normalize(dense.detach().float(), dim=1))  # float32 also under AMP (RoIAlign)
+        clip_feats = dict(dense=F.normalize(_f32(dense.detach()), dim=1))  # float32 also under AMP (RoIAlign)
         x = self.neck(feats) if self.with_neck else tuple(feats)
         return tuple(x), clip_feats
 
@@ -347,9 +352,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
         wildcard = vocab['wildcard_index']
         text = vocab['text'] if wildcard is None else vocab['text'][:wildcard]
         with torch.no_grad(), fp32_region(proposals.device.type):
-            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals.float(), img_shapes,
-                                                           batch_input_shape).float()
-            cos = emb @ text.float().t()
+            emb = _f32(self.region_embedder.proposal_embeddings(clip_feats, _f32(proposals), img_shapes,
+                                                                batch_input_shape))
+            cos = emb @ _f32(text).t()
             probs = torch.cat([cos, torch.full_like(cos[..., :1], self.query_bg_logit)], -1)
             probs = (probs * self.query_temperature).softmax(-1)
             if not self.training and self.novel_boost != 1.0 and self.novel_indices:
@@ -402,7 +407,7 @@ class OVDQUO(OVVocabularyMixin, DINO):
                              f'{self.num_queries}; use larger inputs (or fewer queries)')
         output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
         with fp32_region(memory.device.type):  # the top-k and the proposals in float32 under AMP
-            output_memory, output_proposals = output_memory.float(), output_proposals.float()
+            output_memory, output_proposals = _f32(output_memory), _f32(output_proposals)
             enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
             enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
         topk_indices = torch.topk(enc_outputs_class.max(-1)[0], k=self.num_queries, dim=1)[1]
@@ -450,12 +455,12 @@ class OVDQUO(OVVocabularyMixin, DINO):
         """(B, Q, K) test scores: ``softmax(T_s [cos, bg])[:K] * sigmoid(objectness) ** objectness_power``."""
         text = self.text_embeddings if text is None else text
         with fp32_region(boxes.device.type):
-            emb = self.region_embedder.box_embeddings(clip_feats, boxes.float(),
-                                                      [s.img_shape for s in batch_data_samples],
-                                                      batch_data_samples[0].batch_input_shape).float()
-            cos = emb @ text.float().t()
+            emb = _f32(self.region_embedder.box_embeddings(clip_feats, _f32(boxes),
+                                                           [s.img_shape for s in batch_data_samples],
+                                                           batch_data_samples[0].batch_input_shape))
+            cos = emb @ _f32(text).t()
             logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
-            return logits.softmax(-1)[..., :-1] * objectness.float().sigmoid() ** self.objectness_power
+            return logits.softmax(-1)[..., :-1] * _f32(objectness).sigmoid() ** self.objectness_power
 
     def _final_outputs(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tuple[Tensor, Tensor]:
         """Test-time class scores (B, Q, K) and boxes (B, Q, 4) of the last decoder layer (float32)."""
