@@ -151,3 +151,26 @@ def test_scores_and_query_classes_use_the_rn_paths(model):
     ratio = scores / sm[..., :-1]  # = sigmoid(objectness) of the query, the same for every class
     torch.testing.assert_close(ratio, ratio[..., :1].expand_as(ratio))
     assert ((ratio > 0) & (ratio < 1)).all()
+
+
+def test_free_text_recipe_is_the_rn_one(model):
+    """OVDetInferencer encodes new classes with the detector's recipe: the RN configs' 80 ImageNet templates
+    without the "This is" rule, 15-token context (as gen_text_embeddings.py --no-this-is --context-length 15 made
+    the configs' file; the original's Classifier: templates formatted with the raw name, tokenize(context_length=15))."""
+    from declip_mm.apis.det_inferencer import OVDetInferencer
+    from declip_mm.models.text.templates import IMAGENET_TEMPLATES
+    cfg = Config.fromfile(osp.join(REPO, 'configs/ovdquo/ovdquo_r50-clip_8xb4-30e_ov-coco.py')).model
+    assert (cfg.text_templates, cfg.text_this_is, cfg.text_context_length) == ('imagenet', False, 15)
+    saved = model.text_templates, model.text_this_is
+    model.text_templates, model.text_this_is = cfg.text_templates, cfg.text_this_is
+    try:
+        templates, formatter, extra = model.text_prompts()
+    finally:
+        model.text_templates, model.text_this_is = saved
+    assert list(templates) == list(IMAGENET_TEMPLATES) and extra == ['object']
+    assert formatter('a photo of a {}.', 'traffic light') == 'a photo of a traffic light.'  # "This is" would prefix
+    inf = OVDetInferencer.__new__(OVDetInferencer)
+    inf._text_checkpoint, inf._text_seed = None, 0
+    with pytest.warns(UserWarning, match='random text tower'):
+        enc = inf._build_text_encoder(Config.fromfile(CFG).model.backbone, None, cfg.text_context_length)
+    assert enc.context_length == 15 and enc.model_name == 'RN50'

@@ -124,6 +124,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
         text_templates: the prompt recipe of the text embeddings (``'vild'``: 63 ViLD templates with the "This is"
             rule, what ``tools/gen_text_embeddings.py`` writes by default; ``'imagenet'``: the 80 ImageNet ones);
             used for vocabularies encoded at inference (``OVDetInferencer``).
+        text_this_is / text_context_length: the rest of that recipe: ViLD's "This is" rule (``False``:
+            ``gen_text_embeddings.py --no-this-is``) and the text tower's context length (None: the tower's own, 77;
+            the ResNet configs: 15 as OV-DQUO's RN text, ``--context-length 15``).
         deform_attn_fp32: under AMP, run the deformable-attention sampling in float32 (its value projection
             returns float32; as OV-DQUO casts fp16 values to fp32).  mmcv's CUDA kernel has no bf16 version.
 
@@ -142,7 +145,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
                  query_temperature: float = 100.0, query_bg_logit: float = -1.0, novel_boost: float = 1.0,
                  wildcard_iou_thr: float = 0.5, stable_sort: bool = False, content_by_proposal: bool = False,
                  score_temperature: float = 100.0, score_bg_logit: float = 0.0, objectness_power: float = 1.0,
-                 text_templates: str = 'vild', deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
+                 text_templates: str = 'vild', text_this_is: bool = True, text_context_length: Optional[int] = None,
+                 deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         dn_cfg = dict(label_noise_scale=0.5, box_noise_scale=1.0,
                       group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)) if dn_cfg is None \
@@ -194,6 +198,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
         self.objectness_power = float(objectness_power)
         prompt_recipe(text_templates)  # a known recipe
         self.text_templates = text_templates
+        self.text_this_is = text_this_is
+        self.text_context_length = text_context_length
         self.deform_attn_fp32 = deform_attn_fp32
         if deform_attn_fp32:
             from mmcv.ops import MultiScaleDeformableAttention
@@ -251,6 +257,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
 
     def text_prompts(self):
         templates, formatter = prompt_recipe(self.text_templates)
+        if not self.text_this_is:
+            from declip_mm.models.text.templates import plain_formatter
+            formatter = plain_formatter
         return templates, formatter, [self.wildcard]
 
     def set_vocabulary(self, class_names: Sequence[str], text_embeddings: Tensor,

@@ -17,7 +17,9 @@ model = dict(
     class_names='ov_coco',
     novel_classes='ov_coco',
     text_embeddings='data/text_embeddings/ov_coco_object_rn50_imagenet-ctx15.pt',
-    text_templates='imagenet',
+    text_templates='imagenet',  # + the two below: the recipe free-text inference (OVDetInferencer) encodes with
+    text_this_is=False,
+    text_context_length=15,
     category_sampler=dict(type='OVCategorySampler', num_sampled=None, pool='base'),
     novel_boost=3.0,
     region_embedder=dict(type='ResNetRegionEmbedder'),
