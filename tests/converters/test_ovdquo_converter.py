@@ -461,3 +461,29 @@ def test_rn_converted_checkpoint_through_test_tool(tmp_path):
     ema = original_tiny_rn(1)
     assert torch.equal(torch.load(dst, weights_only=True)['state_dict']['query_embedding.weight'],
                        ema['transformer.tgt_embed.weight'])
+
+
+@pytest.mark.parametrize('name,arch', [
+    ('ovdquo_r50-clip_8xb4-30e_ov-coco.py', dict(width=64, layers=(3, 4, 6, 3), embed=1024, grid=7, text_width=512)),
+    ('ovdquo_r50x4-clip_8xb3-30e_ov-coco.py', dict(width=80, layers=(4, 6, 10, 6), embed=640, grid=9,
+                                                   text_width=640)),
+])
+def test_rn_release_layouts_convert_strictly(name, arch):
+    """The released OV-COCO RN50 / RN50x4 files' layouts (OpenAI's ModifiedResNets, 12-layer text towers, 6 + 6
+    layers, 1000 queries, 48 base classes + wildcard in label_enc) map onto the models the RN configs build: every
+    weight, every shape (through the converter's --config path)."""
+    import warnings
+    from .reference import ovdquo_rn_layout
+    conv = converter('ovdquo_to_declip_mm')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        shapes = conv.build_target_shapes(osp.join(REPO, 'configs/ovdquo', name))
+    layout = ovdquo_rn_layout(arch['width'], arch['layers'], arch['embed'], arch['grid'], arch['text_width'], 12)
+    src = {k: torch.empty(s, device='meta') for k, s in layout.items()}  # shapes only
+    from _common import convert_keys
+    n_in = 2
+    rules = tuple(conv.resnet_rules(n_in)) + tuple(r for r in conv.rules(conv.num_decoder_layers(src))
+                                                   if not r[0].startswith(('backbone', 'input_proj')))
+    out, report = convert_keys(src, rules, conv.DROPS + conv.RESNET_DROPS, 'release', shapes)
+    assert not report.missing and len(out) == len(shapes)
+    assert shapes['neck.extra_convs.0.conv.weight'][1] == 16 * arch['width']  # conv3x3 on C4
