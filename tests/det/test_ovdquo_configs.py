@@ -280,7 +280,8 @@ def test_rn_original_settings(name):
         ('ChannelMapper', arch['in_channels'], 3, 1, True)
     assert m.region_embedder.type == 'ResNetRegionEmbedder'
     # text: RN text tower, 80 ImageNet templates, context 15, wildcard 'object'
-    assert (m.text_this_is, m.text_context_length) == (False, 15)  # gen_text_embeddings --no-this-is --context-length 15
+    # gen_text_embeddings.py --no-this-is --context-length 15
+    assert (m.text_this_is, m.text_context_length) == (False, 15)
     assert m.text_templates == 'imagenet' and 'ctx15' in m.text_embeddings and arch['model'].lower() in \
         m.text_embeddings and m.wildcard == 'object'
     # OV-COCO: 48 base + wildcard, novel factor 3 (target_class_factor), 100 detections, NMS 0.5

@@ -156,7 +156,8 @@ def test_scores_and_query_classes_use_the_rn_paths(model):
 def test_free_text_recipe_is_the_rn_one(model):
     """OVDetInferencer encodes new classes with the detector's recipe: the RN configs' 80 ImageNet templates
     without the "This is" rule, 15-token context (as gen_text_embeddings.py --no-this-is --context-length 15 made
-    the configs' file; the original's Classifier: templates formatted with the raw name, tokenize(context_length=15))."""
+    the configs' file; the original's Classifier: templates formatted with the raw name,
+    tokenize(context_length=15))."""
     from declip_mm.apis.det_inferencer import OVDetInferencer
     from declip_mm.models.text.templates import IMAGENET_TEMPLATES
     cfg = Config.fromfile(osp.join(REPO, 'configs/ovdquo/ovdquo_r50-clip_8xb4-30e_ov-coco.py')).model

@@ -54,8 +54,8 @@ strictly by OV-DQUO's ``main.py --resume``): every alias written again and the E
 (``--head-dim``: the EVA attention head width, 64 for EVA02-B/16 and L/14).  A ResNet model gets
 ``backbone.0.layer4.*`` again and ``classifier.*`` from ``--text-tower`` (OpenAI's ``RN50.pt`` / ``RN50x4.pt`` or an
 open_clip state dict: the original keeps that text tower in its state dict; without the option the file has no
-``classifier.*`` and the original's strict load would stop there, which the converter says).  A declip_mm training checkpoint made
-with the EMA configs holds the EMA weights in ``state_dict`` (-> ``ema_model``) and the raw ones in
+``classifier.*`` and the original's strict load would stop there, which the converter says).  A declip_mm training
+checkpoint made with the EMA configs holds the EMA weights in ``state_dict`` (-> ``ema_model``) and the raw ones in
 ``ema_state_dict`` (-> ``model``).
 """
 import argparse
@@ -131,7 +131,8 @@ RESNET_DROPS = (
     (r'backbone\.0\.(?:body|attn_pool)\..*num_batches_tracked', 'frozen BN counter (no such buffer in ours)'),
 )
 RESNET_HINTS = ('backbone.0.body.', 'backbone.0.attn_pool.')
-TEXT_TOWER = r'(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|text_projection)'
+TEXT_TOWER = (r'(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
+              r'text_projection)')
 
 
 def is_resnet(sd, ours: bool = False) -> bool:

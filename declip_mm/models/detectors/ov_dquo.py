@@ -79,8 +79,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
 
     Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map; or ``CLIPResNet``: C3, C4 for the transformer,
     C4 / C5 for CLIP) -> ``neck`` (ViT: ``ViTPyramidNeck`` + ``ChannelMapper``; ResNet: ``ChannelMapper`` on C3, C4
-    whose extra level is conv3x3 s2 of the raw C4) -> deformable encoder -> top-k proposals by one objectness logit -> **text queries**: each
-    proposal is classified by CLIP (``region_embedder`` on the dense map, ``softmax(T_q * [cos, bg])``, novel classes
+    whose extra level is conv3x3 s2 of the raw C4) -> deformable encoder -> top-k proposals by one objectness
+    logit -> **text queries**: each proposal is classified by CLIP (``region_embedder`` on the dense map or on C5,
+    ``softmax(T_q * [cos, bg])``, novel classes
     boosted at test) and its class's projected text embedding (``text_proj``: MLP text_dim -> 128 -> embed_dims) is
     added to the learned content query; training proposals overlapping a pseudo box (IoU > ``wildcard_iou_thr``)
     take the wildcard class -> queries sorted by class -> DINO decoder with denoising text queries from the pseudo
