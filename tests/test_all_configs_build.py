@@ -1,7 +1,8 @@
 """Every config under ``configs/`` (except ``_base_`` fragments) is built into a model, not only parsed.
 
 Random weights.  To stay fast on CPU the CLIP and VFM towers keep their architecture, depth and joint embedding
-width but get a narrow trunk (width 64, 4 heads; text tower width 32, 2 layers), checkpoint and text-embedding
+width but get a narrow trunk (width 64, 4 heads; text tower width 32, 2 layers; CLIP ResNets, fast to build, keep
+their width), checkpoint and text-embedding
 files are dropped (the files are not in the repository) and the channel counts that follow the trunk width
 (``in_channels`` of necks, ``guidance_in_channels`` of the CAT-Seg head) follow it.  Nothing else is changed, so a
 config whose model cannot be built (unknown type, a keyword the module does not take, ...) fails here.  New configs
@@ -33,12 +34,15 @@ def narrow_clip_overrides(family: str) -> dict:
 def shrink(node, state):
     """Return a copy of the model config with the fast-build changes described in the module docstring."""
     from declip_mm.models.backbones import SUPPORTED_MODELS, clip_family
+    from declip_mm.models.backbones.clip_resnet import RESNET_MODELS
     if isinstance(node, list):
         return [shrink(v, state) for v in node]
     if not isinstance(node, dict):
         return node
     node = {k: shrink(v, state) for k, v in node.items()}
-    if node.get('model_name') in SUPPORTED_MODELS:
+    if node.get('type') == 'CLIPResNet' and node.get('model_name') in RESNET_MODELS:
+        state['clip'].append(node['model_name'])  # CLIP ResNets build fast at full width (channels set the neck's)
+    elif node.get('model_name') in SUPPORTED_MODELS:
         if not node.get('model_overrides'):  # configs that already use a tiny CLIP keep it
             node['model_overrides'] = narrow_clip_overrides(clip_family(node['model_name']))
             state['narrowed'] = True
@@ -96,9 +100,9 @@ def test_config_builds(path):
     assert isinstance(model, nn.Module) and model.__class__.__name__ == cfg.model.type.split('.')[-1]
     assert state['clip'], 'every shipped model contains a CLIP tower'
     # narrowed CLIP towers keep the configured depth, so out_indices / trainable blocks are checked for real
-    from declip_mm.models.backbones import DeCLIPViT, clip_family
+    from declip_mm.models.backbones import CLIPResNet, DeCLIPViT, clip_family
     vits = [m for m in model.modules() if isinstance(m, DeCLIPViT)]
-    assert vits, f'{path}: no DeCLIPViT built'
+    assert vits or any(isinstance(m, CLIPResNet) for m in model.modules()), f'{path}: no CLIP tower built'
     for v in vits:
         if v.model_overrides == narrow_clip_overrides(clip_family(v.model_name)):
             assert v.num_blocks == {'B': 12, 'L': 24}[v.model_name.split('-')[1]], v.model_name

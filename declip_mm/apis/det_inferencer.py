@@ -126,16 +126,18 @@ class OVDetInferencer(OVInferencerMixin, DetInferencer):
             model = revert_sync_batchnorm(model)
         model.cfg = cfg
         model.to(device).eval()
-        self.text_encoder = self._build_text_encoder(model_cfg.backbone, config_ckpt).to(device).eval()
+        self.text_encoder = self._build_text_encoder(model_cfg.backbone, config_ckpt,
+                                                     model_cfg.get('text_context_length')).to(device).eval()
         check_weights_present(self.text_encoder)
         self.text_encoder.cache_dir = self.cache_dir
         return model
 
-    def _build_text_encoder(self, backbone_cfg, config_ckpt):
+    def _build_text_encoder(self, backbone_cfg, config_ckpt, context_length=None):
         from declip_mm.models.text import DeCLIPTextEncoder
         ckpt = self._text_checkpoint or backbone_cfg.get('checkpoint')
         kwargs = dict(model_name=backbone_cfg.get('model_name', 'EVA02-B-16'),
-                      model_overrides=backbone_cfg.get('model_overrides'), quick_gelu=backbone_cfg.get('quick_gelu'))
+                      model_overrides=backbone_cfg.get('model_overrides'), quick_gelu=backbone_cfg.get('quick_gelu'),
+                      context_length=context_length)  # the detector's text recipe (OV-DQUO RN: 15)
         if ckpt:
             try:
                 return DeCLIPTextEncoder(checkpoint=ckpt, **kwargs)

@@ -491,3 +491,81 @@ def ovdquo_tie(p, dec=6):
         if k.startswith('transformer.decoder.class_embed.') or k.startswith('transformer.decoder.bbox_embed.'):
             p[k] = p[k[len('transformer.decoder.'):]]
     return p
+
+
+def modified_resnet_layout(width, layers, embed, grid, prefix=''):
+    """OpenAI CLIP ``ModifiedResNet`` with OV-DQUO's frozen BN (weight, bias, running_mean, running_var; no
+    ``num_batches_tracked``): 3-conv stem, Bottleneck stages (1x1 -> 3x3 -> 1x1 x4, avg-pool-conv-BN shortcut when
+    the stride or width changes), ``attnpool`` (positional embedding (g*g+1, 32 width), q/k/v, c_proj -> embed).
+    OV-DQUO models/clip/model.py (``ModifiedResNet`` / ``Bottleneck`` / ``AttentionPool2d``)."""
+    L = OrderedDict()
+
+    def bn(name, c):
+        for n in ('weight', 'bias', 'running_mean', 'running_var'):
+            L[f'{prefix}{name}.{n}'] = (c, )
+    L[prefix + 'conv1.weight'] = (width // 2, 3, 3, 3)
+    bn('bn1', width // 2)
+    L[prefix + 'conv2.weight'] = (width // 2, width // 2, 3, 3)
+    bn('bn2', width // 2)
+    L[prefix + 'conv3.weight'] = (width, width // 2, 3, 3)
+    bn('bn3', width)
+    inplanes = width
+    for s, n in enumerate(layers):
+        planes = width * 2 ** s
+        for b in range(n):
+            stride = 2 if s > 0 and b == 0 else 1
+            p = f'layer{s + 1}.{b}.'
+            L[prefix + p + 'conv1.weight'] = (planes, inplanes, 1, 1)
+            bn(p + 'bn1', planes)
+            L[prefix + p + 'conv2.weight'] = (planes, planes, 3, 3)
+            bn(p + 'bn2', planes)
+            L[prefix + p + 'conv3.weight'] = (4 * planes, planes, 1, 1)
+            bn(p + 'bn3', 4 * planes)
+            if stride > 1 or inplanes != 4 * planes:
+                L[prefix + p + 'downsample.0.weight'] = (4 * planes, inplanes, 1, 1)
+                bn(p + 'downsample.1', 4 * planes)
+            inplanes = 4 * planes
+    c5 = 32 * width
+    L[prefix + 'attnpool.positional_embedding'] = (grid * grid + 1, c5)
+    for n in ('k_proj', 'q_proj', 'v_proj'):
+        L[prefix + f'attnpool.{n}.weight'], L[prefix + f'attnpool.{n}.bias'] = (c5, c5), (c5, )
+    L[prefix + 'attnpool.c_proj.weight'], L[prefix + 'attnpool.c_proj.bias'] = (embed, c5), (embed, )
+    return L
+
+
+def ovdquo_rn_layout(width, layers, embed, grid, text_width, text_layers, d=256, ffn=2048, enc=6, dec=6,
+                     queries=1000, vocab=49, extra_levels=1):
+    """An OV-DQUO ResNet (OV-COCO RN50 / RN50x4) checkpoint's ``model`` entry, from its model code:
+    ``models/backbone/ov_backbone.py`` ``ResNetCLIP`` = ``BackboneBase.body`` (torchvision ``IntermediateLayerGetter``
+    over the ModifiedResNet: stem and layer1-layer4, no attnpool) + ``attn_pool`` and ``layer4`` (the same modules
+    again); ``models/ov_dquo/ov_dquo.py:73-89`` ``input_proj`` = 1x1 conv + GN on C3 (8 width ch.) and C4 (16 width)
+    plus conv3x3 s2 + GN on C4 (``in_channels`` leaked from the loop = C4); ``models/backbone/base.py``
+    ``Classifier`` = the CLIP text tower as ``classifier.*`` (positional embedding with all 77 rows); the DETR part as
+    the ViT model (``ovdquo_vit_layout``)."""
+    L = OrderedDict((k, v) for k, v in ovdquo_vit_layout(64, 1, embed, 2, 16, taps=0, d=d, ffn=ffn, enc=enc, dec=dec,
+                                                         queries=queries, text_dim=embed, vocab=vocab).items()
+                    if not k.startswith('backbone.'))
+    rn = modified_resnet_layout(width, layers, embed, grid)
+    for k, v in rn.items():
+        if not k.startswith('attnpool.'):
+            L['backbone.0.body.' + k] = v
+    for k, v in rn.items():
+        if k.startswith('attnpool.'):
+            L['backbone.0.attn_pool.' + k[len('attnpool.'):]] = v
+    for k, v in rn.items():
+        if k.startswith('layer4.'):
+            L['backbone.0.' + k] = v
+    c3, c4 = 8 * width, 16 * width
+    for i, (c, k) in enumerate([(c3, 1), (c4, 1)] + [(c4, 3)] * extra_levels):
+        L[f'input_proj.{i}.0.weight'], L[f'input_proj.{i}.0.bias'] = (d, c, k, k), (d, )
+        L[f'input_proj.{i}.1.weight'] = L[f'input_proj.{i}.1.bias'] = (d, )
+    L.update(text_layout(text_width, text_layers, embed, prefix='classifier.'))
+    return L
+
+
+def ovdquo_tie_rn(p):
+    """``backbone.0.layer4.*`` is ``backbone.0.body.layer4.*`` (one module under two names)."""
+    for k in list(p):
+        if k.startswith('backbone.0.layer4.'):
+            p[k] = p['backbone.0.body.' + k[len('backbone.0.'):]]
+    return p

@@ -4,6 +4,7 @@ load into the tiny config's model, pinned key pairs, the converted weights compu
 (plain torch), round trip, the original file layout (``model`` / ``ema_model`` / ``args`` Namespace) on the command
 line, and the converted checkpoint evaluated by tools/test.py."""
 import argparse
+import re
 import os.path as osp
 import sys
 
@@ -173,8 +174,6 @@ def test_bad_sources_are_named(converted):
     bad['transformer.decoder.bbox_embed.0.layers.0.bias'] = p['bbox_embed.0.layers.0.bias'] + 1
     with pytest.raises(ConversionError, match=r'transformer\.decoder\.bbox_embed\.0\.layers\.0\.bias differs'):
         conv.convert(bad)
-    with pytest.raises(ConversionError, match='ResNet'):
-        conv.convert(dict(p, **{'backbone.0.body.layer1.0.conv1.weight': torch.zeros(1)}))
 
 
 def _original_file(path, p, ema_p):
@@ -296,3 +295,195 @@ def test_release_layouts_convert_strictly(name, arch):
     from _common import convert_keys
     out, report = convert_keys(src, conv.rules(conv.num_decoder_layers(src)), conv.DROPS, 'release', shapes)
     assert not report.missing and len(out) == len(shapes)
+
+
+# ------------------------------------------------------------------------------------------ ResNet (OV-COCO RN50)
+RN_CFG = osp.join(REPO, 'configs/ovdquo/ovdquo_tiny-r50-clip_1xb4-1e_ov-shapes-synthetic.py')
+RN_TINY = dict(width=8, layers=(1, 1, 1, 1), embed=32, grid=3, text_width=32, text_layers=2, d=256, ffn=256, enc=2,
+               dec=2, queries=30, vocab=5)  # the tiny RN config: tiny_resnet_overrides(), 4 base classes + wildcard
+
+
+def original_tiny_rn(seed=0):
+    from .reference import ovdquo_rn_layout, ovdquo_tie_rn
+    p = randomize(ovdquo_rn_layout(**RN_TINY), seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    for k in p:  # BN scales around 1 (the layout's random default is ~0.05: features would vanish)
+        if k.startswith('backbone.0.body.') and ('.bn' in k or 'downsample.1' in k) and k.endswith('.weight'):
+            p[k] = 1 + 0.2 * torch.randn(p[k].shape, generator=g)
+    return ovdquo_tie_rn(ovdquo_tie(p, dec=RN_TINY['dec']))
+
+
+def _rn_model():
+    from mmengine.registry import MODELS, DefaultScope
+    import declip_mm  # noqa: F401
+    from _common import shapes_of
+    cfg = Config.fromfile(RN_CFG)
+    cfg.model.text_embeddings = None
+    with DefaultScope.overwrite_default_scope('mmdet'), pytest.warns(UserWarning, match='random unit vectors'):
+        model = MODELS.build(cfg.model).eval()
+    return model, shapes_of(model)
+
+
+@pytest.fixture(scope='module')
+def converted_rn():
+    conv = converter('ovdquo_to_declip_mm')
+    p = original_tiny_rn()
+    p['backbone.0.body.layer1.0.bn1.num_batches_tracked'] = torch.tensor(0)  # a stray BN counter is dropped
+    model, shapes = _rn_model()
+    out, report = conv.convert(p, shapes)
+    model.load_state_dict(out, strict=True)
+    return conv, p, model, out, report
+
+
+RN_PINNED = [  # the ResNet rows of the key table (docs/detection.md), independently of the converter
+    ('backbone.0.body.conv1.weight', 'backbone.visual.conv1.weight'),
+    ('backbone.0.body.bn3.running_var', 'backbone.visual.bn3.running_var'),
+    ('backbone.0.body.layer3.0.downsample.1.running_mean', 'backbone.visual.layer3.0.downsample.1.running_mean'),
+    ('backbone.0.body.layer4.0.conv2.weight', 'backbone.visual.layer4.0.conv2.weight'),
+    ('backbone.0.attn_pool.positional_embedding', 'backbone.visual.attnpool.positional_embedding'),
+    ('backbone.0.attn_pool.c_proj.bias', 'backbone.visual.attnpool.c_proj.bias'),
+    ('input_proj.0.0.weight', 'neck.convs.0.conv.weight'),
+    ('input_proj.1.1.bias', 'neck.convs.1.gn.bias'),
+    ('input_proj.2.0.weight', 'neck.extra_convs.0.conv.weight'),  # the conv3x3 s2 on raw C4
+    ('input_proj.2.1.weight', 'neck.extra_convs.0.gn.weight'),
+    ('transformer.tgt_embed.weight', 'query_embedding.weight'),
+    ('label_enc.weight', 'dn_query_generator.label_embedding.weight'),
+    ('class_embed.1.bias', 'bbox_head.cls_branches.1.bias'),
+    ('transformer.enc_out_bbox_embed.layers.2.weight', 'bbox_head.reg_branches.2.4.weight'),
+]
+
+
+def test_rn_pinned_keys_and_accounting(converted_rn):
+    conv, p, model, out, report = converted_rn
+    for src, dst in RN_PINNED:
+        assert torch.equal(out[dst], p[src]), (src, dst)
+    assert not report.missing and set(report.mapped) | set(report.dropped) == set(p)
+    dropped = {k for k in p if k.startswith(('backbone.0.layer4.', 'classifier.', 'transformer.decoder.class_embed',
+                                             'transformer.decoder.bbox_embed'))}
+    assert set(report.dropped) == dropped | {'backbone.0.body.layer1.0.bn1.num_batches_tracked'}
+    assert any(k.startswith('classifier.transformer.resblocks.') for k in dropped)
+    assert set(model.state_dict()) == set(out)
+
+
+def test_rn_converted_weights_compute_the_original(converted_rn):
+    """C3 / C4 from the original's frozen-BN ResNet formulas (plain torch), the input projection with the third
+    level = conv3x3 s2 + GN of the raw C4 (a model that fed C5 or the projected C4 fails), on the original's weights."""
+    from det.clip_rn_reference import resnet_stages
+    conv, p, model, out, report = converted_rn
+    img = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        feats, clip = model.extract_feat(img)
+    sd = {'visual.' + k[len('backbone.0.body.'):]: v for k, v in p.items() if k.startswith('backbone.0.body.')}
+    _, c3, c4, c5 = resnet_stages(img, sd)
+    for a, b in zip(clip['maps'], (c3, c4, c5)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+    def proj(x, i, **kw):
+        y = F.conv2d(x, p[f'input_proj.{i}.0.weight'], p[f'input_proj.{i}.0.bias'], **kw)
+        return F.group_norm(y, 32, p[f'input_proj.{i}.1.weight'], p[f'input_proj.{i}.1.bias'])
+    ref = [proj(c3, 0), proj(c4, 1), proj(c4, 2, stride=2, padding=1)]
+    assert len(feats) == 3
+    for a, b in zip(feats, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_rn_round_trip_and_bad_sources(converted_rn):
+    """declip_mm -> original writes every original key (layer4 twice, classifier.* from the text tower) with the
+    same values; back again gives the same weights.  Unknown keys and a layer4 copy that differs are named."""
+    conv, p, model, out, report = converted_rn
+    text = {k[len('classifier.'):]: v for k, v in p.items() if k.startswith('classifier.')}
+    text['visual.conv1.weight'] = torch.zeros(1)  # an OpenAI file's image tower is ignored
+    back, rep = conv.revert(model.state_dict(), text_tower=text)
+    want = {k for k in p if not k.endswith('num_batches_tracked')}
+    assert set(back) == want
+    for k in want:
+        torch.testing.assert_close(back[k], p[k], rtol=0, atol=0, msg=k)
+    again, _ = conv.convert(back)
+    assert set(again) == set(out) and all(torch.equal(again[k], out[k]) for k in out)
+    without, _ = conv.revert(model.state_dict())
+    assert set(without) == {k for k in want if not k.startswith('classifier.')}
+    from _common import ConversionError, shapes_of
+    clean = {k: v for k, v in p.items() if not k.endswith('num_batches_tracked')}
+    for bad in ('backbone.0.body.attnpool.q_proj.weight', 'backbone.0.attn_pool.mystery', 'classifier.logit_scale',
+                'backbone.0.body.layer5.0.conv1.weight'):
+        with pytest.raises(ConversionError, match=re.escape(bad)):
+            conv.convert(dict(clean, **{bad: torch.zeros(1)}))
+    broken = dict(clean)
+    broken['backbone.0.layer4.0.conv1.weight'] = clean['backbone.0.layer4.0.conv1.weight'] + 1
+    with pytest.raises(ConversionError, match=r'backbone\.0\.layer4\.0\.conv1\.weight differs'):
+        conv.convert(broken)
+    with pytest.raises(ConversionError, match=r'neck\.extra_convs\.0\.conv\.weight'):  # RN50x4 widths vs tiny model
+        wide = dict(clean, **{'input_proj.2.0.weight': torch.zeros(256, 1280, 3, 3)})
+        conv.convert(wide, shapes_of(model))
+
+
+def test_rn_converted_checkpoint_through_test_tool(tmp_path):
+    """An original-layout ResNet file converted on the command line (--ema, --config check) evaluates with
+    tools/test.py and the tiny RN config, and gives what the strictly loaded converted model predicts."""
+    import importlib.util
+    import pickle
+    from declip_mm.datasets.synthetic_det import make_synthetic_ov_det
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DATASETS, MODELS, DefaultScope
+    root = str(tmp_path / 'synth') + '/'
+    make_synthetic_ov_det(root, num_train=2, num_val=2, size=128, seed=0, pseudo=False)
+    emb = str(tmp_path / 'text.pt')
+    g = torch.Generator().manual_seed(0)
+    torch.save({n: torch.randn(32, generator=g) for n in ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond',
+                                                          'object', 'background')}, emb)
+    src, dst = str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ovdquo_rn_declip-mm.pth')
+    _original_file(src, original_tiny_rn(0), original_tiny_rn(1))
+    converter('ovdquo_to_declip_mm').main([src, dst, '--ema', '--config', RN_CFG])
+    spec = importlib.util.spec_from_file_location('_tools_test', osp.join(REPO, 'tools', 'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    out_pkl = str(tmp_path / 'preds.pkl')
+    opts = ['--cfg-options', f'test_dataloader.dataset.data_root={root}',
+            f'test_evaluator.ann_file={root}annotations/val.json', f'model.text_embeddings={emb}']
+    metrics = test_tool.main([RN_CFG, dst, '--work-dir', str(tmp_path / 'test'), '--out', out_pkl] + opts)
+    assert {'coco/novel_ap50', 'coco/base_ap50'} <= set(metrics)
+    with open(out_pkl, 'rb') as f:
+        dumped = pickle.load(f)
+    cfg = Config.fromfile(RN_CFG)
+    cfg.model.text_embeddings = emb
+    cfg.test_dataloader.dataset.data_root = root
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model).eval()
+        model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
+        ds = DATASETS.build(cfg.test_dataloader.dataset)
+        with torch.no_grad():
+            preds = model.test_step(pseudo_collate([ds[i] for i in range(len(ds))]))
+    assert len(dumped) == len(preds) == 2
+    for d, r in zip(dumped, preds):
+        torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
+        torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
+    # the EMA entry was converted: its query table is in the file
+    ema = original_tiny_rn(1)
+    assert torch.equal(torch.load(dst, weights_only=True)['state_dict']['query_embedding.weight'],
+                       ema['transformer.tgt_embed.weight'])
+
+
+@pytest.mark.parametrize('name,arch', [
+    ('ovdquo_r50-clip_8xb4-30e_ov-coco.py', dict(width=64, layers=(3, 4, 6, 3), embed=1024, grid=7, text_width=512)),
+    ('ovdquo_r50x4-clip_8xb3-30e_ov-coco.py', dict(width=80, layers=(4, 6, 10, 6), embed=640, grid=9,
+                                                   text_width=640)),
+])
+def test_rn_release_layouts_convert_strictly(name, arch):
+    """The released OV-COCO RN50 / RN50x4 files' layouts (OpenAI's ModifiedResNets, 12-layer text towers, 6 + 6
+    layers, 1000 queries, 48 base classes + wildcard in label_enc) map onto the models the RN configs build: every
+    weight, every shape (through the converter's --config path)."""
+    import warnings
+    from .reference import ovdquo_rn_layout
+    conv = converter('ovdquo_to_declip_mm')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        shapes = conv.build_target_shapes(osp.join(REPO, 'configs/ovdquo', name))
+    layout = ovdquo_rn_layout(arch['width'], arch['layers'], arch['embed'], arch['grid'], arch['text_width'], 12)
+    src = {k: torch.empty(s, device='meta') for k, s in layout.items()}  # shapes only
+    from _common import convert_keys
+    n_in = 2
+    rules = tuple(conv.resnet_rules(n_in)) + tuple(r for r in conv.rules(conv.num_decoder_layers(src))
+                                                   if not r[0].startswith(('backbone', 'input_proj')))
+    out, report = convert_keys(src, rules, conv.DROPS + conv.RESNET_DROPS, 'release', shapes)
+    assert not report.missing and len(out) == len(shapes)
+    assert shapes['neck.extra_convs.0.conv.weight'][1] == 16 * arch['width']  # conv3x3 on C4

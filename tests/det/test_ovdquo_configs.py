@@ -247,3 +247,84 @@ def test_ema_through_train_and_test_tools(synthetic_det, tmp_path):
     for d, r in zip(dumped, preds):
         torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
         torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
+
+
+# the original's OV-COCO ResNet configs (config/OV_COCO/OVDQUO_RN50.py, OVDQUO_RN50x4.py; scripts/OV-COCO/*.sh)
+RN = {
+    'ovdquo_r50-clip_8xb4-30e_ov-coco.py': dict(model='RN50', in_channels=[512, 1024], batch=4,
+                                                prompt='region_prompt_R50.pth', clip='RN50.pt'),
+    'ovdquo_r50x4-clip_8xb3-30e_ov-coco.py': dict(model='RN50x4', in_channels=[640, 1280], batch=3,
+                                                  prompt='region_prompt_R50x4.pth', clip='RN50x4.pt'),
+}
+
+
+def test_every_rn_config_is_listed():
+    assert sorted(RN) == sorted(osp.basename(p) for p in glob.glob(osp.join(CFG_DIR, 'ovdquo_r50*.py')))
+
+
+@pytest.mark.parametrize('name', sorted(RN))
+def test_rn_original_settings(name):
+    arch = RN[name]
+    cfg = _cfg(name)
+    m = cfg.model
+    assert m.type == 'OVDQUO' and m.num_queries == 1000 and m.num_feature_levels == 3
+    assert (m.encoder.num_layers, m.decoder.num_layers) == (6, 6)
+    assert m.encoder.layer_cfg.ffn_cfg.feedforward_channels == 2048
+    assert m.dn_cfg.group_cfg.num_dn_queries == 100 and m.positional_encoding.temperature == 20
+    # backbone_out_indice [1, 2, 3], region prompt, in_channel of the two projected levels, one extra level
+    b = m.backbone
+    assert (b.type, b.model_name, tuple(b.out_indices)) == ('CLIPResNet', arch['model'], (1, 2, 3))
+    assert osp.basename(b.region_prompt) == arch['prompt'] and osp.basename(b.checkpoint) == arch['clip']
+    n = m.neck
+    assert (n.type, n.in_channels, n.num_outs, n.kernel_size, n.bias) == \
+        ('ChannelMapper', arch['in_channels'], 3, 1, True)
+    assert m.region_embedder.type == 'ResNetRegionEmbedder'
+    # text: RN text tower, 80 ImageNet templates, context 15, wildcard 'object'
+    # gen_text_embeddings.py --no-this-is --context-length 15
+    assert (m.text_this_is, m.text_context_length) == (False, 15)
+    assert m.text_templates == 'imagenet' and 'ctx15' in m.text_embeddings and arch['model'].lower() in \
+        m.text_embeddings and m.wildcard == 'object'
+    # OV-COCO: 48 base + wildcard, novel factor 3 (target_class_factor), 100 detections, NMS 0.5
+    assert m.class_names == 'ov_coco' and m.novel_classes == 'ov_coco' and m.novel_boost == 3.0
+    assert (m.category_sampler.num_sampled, m.category_sampler.pool) == (None, 'base')
+    assert m.test_cfg.max_per_img == 100 and m.test_cfg.nms.iou_threshold == 0.5
+    # data: CLIP mean / std, batch padded to its largest image, short side 800 at test, OW_COCO_R2 pseudo boxes
+    assert m.data_preprocessor.pad_size_divisor == 1 and m.data_preprocessor.mean[0] == pytest.approx(122.7709383)
+    tr = cfg.train_dataloader
+    assert tr.batch_size == arch['batch'] and tr.drop_last and tr.sampler.type == 'DefaultSampler'
+    assert tr.dataset.pseudo_ann_file == 'annotations/OW_COCO_R2.json' and tr.dataset.type == 'OVCocoDataset'
+    assert cfg.auto_scale_lr.base_batch_size == 8 * arch['batch'] and not cfg.auto_scale_lr.enable
+    # schedule: 30 epochs, evaluation from 15, AdamW 1e-4 / wd 1e-4 / eps 1e-6, clip 0.1, constant LR, EMA 0.99996
+    assert cfg.train_cfg.max_epochs == 30 and cfg.train_cfg.val_begin == 15
+    ow = cfg.optim_wrapper
+    assert (ow.optimizer.lr, ow.optimizer.weight_decay, ow.optimizer.eps, ow.clip_grad.max_norm) == \
+        (1e-4, 1e-4, 1e-6, 0.1)
+    assert not ow.get('paramwise_cfg') and cfg.param_scheduler == []
+    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook'][0]
+    assert ema.momentum == pytest.approx(4e-5) and ema.update_buffers
+    assert cfg.default_hooks.checkpoint.save_best == 'coco/novel_ap50'
+
+
+def test_rn_optimizer_trains_everything_but_the_clip_at_1e4():
+    """The ResNet model has no trainable backbone part (the original's lr_backbone 0): every trainable parameter at
+    1e-4, the frozen CLIP ResNet (all of it) out of the optimiser's way; the ViT pyramid's multiplier is gone (with
+    it, the ChannelMapper would have been neck.necks.0 of a SequentialNeck and got 1e-5)."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+    from declip_mm.engine.amp import resolve_amp
+    cfg = _cfg('ovdquo_r50-clip_8xb4-30e_ov-coco.py')
+    init_default_scope('mmdet')
+    mcfg = copy.deepcopy(cfg.model)
+    mcfg.text_embeddings = None
+    mcfg.backbone.checkpoint = mcfg.backbone.region_prompt = None
+    with pytest.warns(UserWarning, match='random unit vectors'):
+        model = MODELS.build(mcfg)
+    assert resolve_amp(cfg, cuda=False) == 'float32'
+    ow = build_optim_wrapper(model, cfg.optim_wrapper)
+    for g in ow.optimizer.param_groups:
+        if any(p.requires_grad for p in g['params']):
+            assert g['lr'] == pytest.approx(1e-4) and g['weight_decay'] == pytest.approx(1e-4)
+    named = dict(model.named_parameters())
+    assert {n.split('.')[0] for n, p in named.items() if not p.requires_grad} == {'backbone'}
+    assert all(not p.requires_grad for n, p in named.items() if n.startswith('backbone.'))
+    assert sum(p.numel() for n, p in named.items() if n.startswith('neck.')) > 0

@@ -1,7 +1,7 @@
 """Convert an OV-DQUO checkpoint (``xiaomoguhz/OV-DQUO`` release / training output) to declip_mm's ``OVDQUO``.
 
     python tools/model_converters/ovdquo_to_declip_mm.py SRC DST [--ema] [--config CONFIG]
-    python tools/model_converters/ovdquo_to_declip_mm.py SRC DST --reverse [--head-dim 64]
+    python tools/model_converters/ovdquo_to_declip_mm.py SRC DST --reverse [--head-dim 64] [--text-tower RN50.pt]
 
 e.g. the released ``OVDQUO_ViT-B/16_LVIS`` file -> ``ovdquo_vitb16_lvis_declip-mm.pth``, then
 ``python tools/test.py configs/ovdquo/ovdquo_eva02-b16-clipself_8xb4-35e_ov-lvis-1024.py DST``.
@@ -37,12 +37,25 @@ Key mapping (OV-DQUO -> declip_mm, L = decoder layers):
 Dropped: the EVA RoPE tables (``rope.freqs_cos/sin``: recomputed for the input grid); ``transformer.decoder.
 class_embed.*`` / ``transformer.decoder.bbox_embed.*``, other names of ``class_embed.*`` / ``bbox_embed.*`` (checked
 equal; so are the L entries of the shared ``class_embed``).  Text embeddings are not in the file (the config's).
-Only the ViT (EVA-CLIP) model is supported; a ResNet (OV-COCO RN50 / RN50x4) file is refused with a message.
+
+ResNet models (OV-COCO RN50 / RN50x4, ``CLIPResNet`` + ``ChannelMapper`` neck), recognised by ``backbone.0.body.*``:
+    backbone.0.body.<ModifiedResNet key> (stem, layer1-layer4) -> backbone.visual.<key>
+    backbone.0.attn_pool.*                           -> backbone.visual.attnpool.*  (region prompt included)
+    input_proj.{i}.0.* / .1.*, i < n (1x1 convs on C3, C4) -> neck.convs.{i}.conv.* / .gn.*
+    input_proj.{n+j}.0.* / .1.* (conv3x3 s2 on raw C4)     -> neck.extra_convs.{j}.conv.* / .gn.*
+    the transformer, heads, text projection and label table as above.
+Dropped: ``backbone.0.layer4.*`` (the same module as ``backbone.0.body.layer4``: checked equal);
+``classifier.*`` (the frozen CLIP text tower: OpenAI's text weights, unchanged by training; the text embeddings come
+from the config's file, made with the same tower by ``tools/gen_text_embeddings.py``); ``*.num_batches_tracked``
+(a frozen BN counter: the original's frozen BN has none, neither has ours).
 
 ``--reverse`` writes a declip_mm OVDQUO checkpoint in OV-DQUO's layout (``model`` and ``ema_model``, loadable
 strictly by OV-DQUO's ``main.py --resume``): every alias written again and the EVA RoPE tables recomputed
-(``--head-dim``: the EVA attention head width, 64 for EVA02-B/16 and L/14).  A declip_mm training checkpoint made
-with the EMA configs holds the EMA weights in ``state_dict`` (-> ``ema_model``) and the raw ones in
+(``--head-dim``: the EVA attention head width, 64 for EVA02-B/16 and L/14).  A ResNet model gets
+``backbone.0.layer4.*`` again and ``classifier.*`` from ``--text-tower`` (OpenAI's ``RN50.pt`` / ``RN50x4.pt`` or an
+open_clip state dict: the original keeps that text tower in its state dict; without the option the file has no
+``classifier.*`` and the original's strict load would stop there, which the converter says).  A declip_mm training
+checkpoint made with the EMA configs holds the EMA weights in ``state_dict`` (-> ``ema_model``) and the raw ones in
 ``ema_state_dict`` (-> ``model``).
 """
 import argparse
@@ -111,7 +124,61 @@ DROPS = (
     (r'transformer\.decoder\.(?:class_embed|bbox_embed)\..*',
      'another name of class_embed.* / bbox_embed.* (checked equal)'),
 )
-RESNET_HINTS = ('backbone.0.body.', 'classifier.')
+RESNET_DROPS = (
+    (r'backbone\.0\.layer4\..*', 'the same module as backbone.0.body.layer4 (checked equal)'),
+    (r'classifier\.(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
+     r'text_projection)', 'frozen CLIP text tower (the text embeddings come from the config\'s file)'),
+    (r'backbone\.0\.(?:body|attn_pool)\..*num_batches_tracked', 'frozen BN counter (no such buffer in ours)'),
+)
+RESNET_HINTS = ('backbone.0.body.', 'backbone.0.attn_pool.')
+TEXT_TOWER = (r'(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
+              r'text_projection)')
+
+
+def is_resnet(sd, ours: bool = False) -> bool:
+    """An OV-DQUO ResNet model (OV-COCO RN50 / RN50x4) rather than the ViT one."""
+    if ours:
+        return any(k.startswith('backbone.visual.attnpool.') for k in sd)
+    return any(k.startswith(RESNET_HINTS) for k in sd)
+
+
+def num_input_levels(sd, pattern=r'input_proj\.(\d+)\.0\.weight') -> int:
+    """Backbone levels of the input projection: the 1x1 convs (the extra levels are 3x3)."""
+    n = sum(1 for k, v in sd.items() if re.fullmatch(pattern, k) and v.dim() == 4 and v.shape[-1] == 1)
+    if not n:
+        raise ConversionError('no 1x1 input projection found (keys input_proj.{i}.0.weight): not an OV-DQUO '
+                              'checkpoint?')
+    return n
+
+
+def resnet_rules(n_in: int):
+    """OV-DQUO ResNet backbone + input projection -> declip_mm (CLIPResNet + ChannelMapper)."""
+    def proj(m, v):
+        i, part, wb = int(m.group(1)), {'0': 'conv', '1': 'gn'}[m.group(2)], m.group(3)
+        where = f'convs.{i}' if i < n_in else f'extra_convs.{i - n_in}'
+        return [(f'neck.{where}.{part}.{wb}', v)]
+    return (
+        (r'backbone\.0\.body\.((?:conv[123]\.weight|bn[123]\.|layer[1-4]\.\d+\.).*)', r'backbone.visual.\1'),
+        (r'backbone\.0\.attn_pool\.(positional_embedding|[qkvc]_proj\.(?:weight|bias))',
+         r'backbone.visual.attnpool.\1'),
+        (r'input_proj\.(\d+)\.([01])\.' + WB, proj),
+    )
+
+
+def resnet_reverse_rules(n_in: int):
+    def body(m, v):
+        out = [(f'backbone.0.body.{m.group(1)}', v)]
+        if m.group(1).startswith('layer4.'):
+            out.append((f'backbone.0.{m.group(1)}', v))  # the original's second name of layer4
+        return out
+    return (
+        (r'backbone\.visual\.attnpool\.(.*)', r'backbone.0.attn_pool.\1'),
+        (r'backbone\.visual\.(.*)', body),
+        (r'neck\.convs\.(\d+)\.conv\.' + WB, r'input_proj.\1.0.\2'),
+        (r'neck\.convs\.(\d+)\.gn\.' + WB, r'input_proj.\1.1.\2'),
+        (r'neck\.extra_convs\.(\d+)\.(conv|gn)\.' + WB,
+         lambda m, v: [(f'input_proj.{n_in + int(m.group(1))}.{0 if m.group(2) == "conv" else 1}.{m.group(3)}', v)]),
+    )
 
 
 def _inverse_mlp(prefix_out):
@@ -181,25 +248,54 @@ def _check_shared(sd, num_dec):
                 raise ConversionError(f'{k} differs from {own} (they are one module in OV-DQUO)')
 
 
+def _check_layer4(sd):
+    """The original lists the ResNet's layer4 twice (``body.layer4`` and ``layer4``): the same tensors."""
+    for k, v in sd.items():
+        if k.startswith('backbone.0.layer4.') and not k.endswith('num_batches_tracked'):
+            own = 'backbone.0.body.' + k[len('backbone.0.'):]
+            if own not in sd or not torch.equal(sd[own], v):
+                raise ConversionError(f'{k} differs from {own} (they are one module in OV-DQUO)')
+
+
 def convert(sd, target_shapes=None):
-    """OV-DQUO ViT state dict -> (declip_mm OVDQUO state dict, report)."""
-    resnet = [k for k in sd if k.startswith(RESNET_HINTS)]
-    if resnet:
-        raise ConversionError(f'ResNet OV-DQUO checkpoint (e.g. {resnet[0]!r}): only the ViT (EVA-CLIP) model '
-                              'converts for now; the ResNet CLIP path of the OV-COCO RN50 / RN50x4 configs comes '
-                              'with its configs')
+    """OV-DQUO state dict (ViT or ResNet model) -> (declip_mm OVDQUO state dict, report)."""
     num_dec = num_decoder_layers(sd)
     _check_shared(sd, num_dec)
+    if is_resnet(sd):
+        _check_layer4(sd)
+        vit_rules = [r for r in rules(num_dec) if not r[0].startswith(('backbone', 'input_proj'))]
+        return convert_keys(sd, tuple(resnet_rules(num_input_levels(sd))) + tuple(vit_rules), DROPS + RESNET_DROPS,
+                            'OV-DQUO (ResNet) -> declip_mm OVDQUO', target_shapes)
     return convert_keys(sd, rules(num_dec), DROPS, 'OV-DQUO -> declip_mm OVDQUO', target_shapes)
 
 
-def revert(sd, head_dim: int = 64):
-    """declip_mm OVDQUO state dict -> (OV-DQUO layout with every alias and the EVA RoPE tables, report)."""
+def revert(sd, head_dim: int = 64, text_tower=None):
+    """declip_mm OVDQUO state dict -> (OV-DQUO layout with every alias and the EVA RoPE tables, report).
+
+    ``text_tower``: for a ResNet model, the CLIP text tower's state dict (OpenAI names, ``visual.*`` ignored) written
+    as ``classifier.*``."""
     from declip_mm.models.backbones.checkpoint import eva_release_rope_buffers
     num_dec = num_decoder_layers(sd, r'bbox_head\.reg_branches\.(\d+)\.') - 1
     drops = ((r'backbone\.visual\.trunk\.(?:.*\.)?rope\..*', 'timm RoPE buffer'), )
-    # the shared objectness Linear is one module: take it once per decoder-layer name
-    out, report = convert_keys(sd, reverse_rules(num_dec), drops, 'declip_mm OVDQUO -> OV-DQUO')
+    if is_resnet(sd, ours=True):
+        n_in = sum(1 for k in sd if re.fullmatch(r'neck\.convs\.\d+\.conv\.weight', k))
+        base = [r for r in reverse_rules(num_dec) if not r[0].startswith(('backbone', 'neck'))]
+        out, report = convert_keys(sd, tuple(resnet_reverse_rules(n_in)) + tuple(base),
+                                   drops + ((r'backbone\.visual\..*num_batches_tracked', 'frozen BN counter'), ),
+                                   'declip_mm OVDQUO (ResNet) -> OV-DQUO')
+        if text_tower is not None:
+            text = {k: v for k, v in text_tower.items() if re.fullmatch(TEXT_TOWER, k)}
+            if not any(k.startswith('transformer.resblocks.') for k in text) or 'text_projection' not in text:
+                raise ConversionError('--text-tower: no CLIP text tower in the file (transformer.resblocks.*, '
+                                      'text_projection)')
+            for k, v in text.items():
+                out['classifier.' + k] = v
+                report.added['classifier.' + k] = 'CLIP text tower (--text-tower)'
+        else:
+            print('note: no --text-tower: the file has no classifier.* (the frozen CLIP text tower), which '
+                  'OV-DQUO\'s strict --resume load expects; pass --text-tower RN50.pt (the CLIP the model uses)')
+    else:
+        out, report = convert_keys(sd, reverse_rules(num_dec), drops, 'declip_mm OVDQUO -> OV-DQUO')
     for k in list(out):
         if re.match(r'(?:class_embed|bbox_embed)\.', k):
             out['transformer.decoder.' + k] = out[k]
@@ -238,6 +334,7 @@ def build_target_shapes(config: str):
     register_all_modules()
     cfg = Config.fromfile(config)
     cfg.model.backbone.checkpoint = None
+    cfg.model.backbone.pop('region_prompt', None)  # CLIPResNet
     cfg.model.text_embeddings = None  # shapes only
     cfg.model.pop('wildcard_embeddings', None)
     import warnings
@@ -257,16 +354,23 @@ def main(argv=None):
     p.add_argument('--reverse', action='store_true', help='declip_mm OVDQUO checkpoint -> OV-DQUO layout')
     p.add_argument('--head-dim', type=int, default=64,
                    help='--reverse: EVA attention head width for the RoPE tables (64 for EVA02-B/16 and L/14)')
+    p.add_argument('--text-tower',
+                   help='--reverse, ResNet models: the CLIP file (OpenAI RN50.pt / RN50x4.pt) whose text tower the '
+                        'original keeps as classifier.*')
     args = p.parse_args(argv)
     obj = load_source(args.src, extra_globals=[_argparse.Namespace])  # OV-DQUO saves its args Namespace
     if args.reverse:
         from _common import unwrap
+        text = None
+        if args.text_tower:
+            from declip_mm.models.backbones.checkpoint import read_checkpoint
+            text = read_checkpoint(args.text_tower)[0]
         ema_sd = unwrap(obj)
         raw = obj.get('ema_state_dict') if isinstance(obj, dict) else None
         raw_sd = OrderedDict((k[len('module.'):], v) for k, v in raw.items() if k.startswith('module.')) \
             if raw else ema_sd
-        ema_out, report = revert(ema_sd, args.head_dim)
-        raw_out = revert(raw_sd, args.head_dim)[0] if raw else ema_out
+        ema_out, report = revert(ema_sd, args.head_dim, text)
+        raw_out = revert(raw_sd, args.head_dim, text)[0] if raw else ema_out
         save({'model': raw_out, 'ema_model': ema_out}, args.dst)
     else:
         sd, which = select_weights(obj, args.ema, args.src)

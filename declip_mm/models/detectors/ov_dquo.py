@@ -34,9 +34,14 @@ def fp32_region(device_type: str):
         yield
 
 
+def _f32(x: Tensor) -> Tensor:
+    """At least float32: half / bfloat16 -> float32 (AMP); float32 / float64 unchanged (float64 parity runs)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _to_fp32(x):
     if isinstance(x, Tensor):
-        return x.float() if x.is_floating_point() else x
+        return _f32(x) if x.is_floating_point() else x
     if isinstance(x, (list, tuple)):
         return type(x)(_to_fp32(v) for v in x)
     if isinstance(x, dict):
@@ -72,9 +77,11 @@ def single_text_vector(source, what: str) -> Tensor:
 class OVDQUO(OVVocabularyMixin, DINO):
     """OV-DQUO on mmdet's DINO with a frozen CLIP backbone.
 
-    Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map) -> ``neck`` (``ViTPyramidNeck`` +
-    ``ChannelMapper``) -> deformable encoder -> top-k proposals by one objectness logit -> **text queries**: each
-    proposal is classified by CLIP (``region_embedder`` on the dense map, ``softmax(T_q * [cos, bg])``, novel classes
+    Pipeline: frozen CLIP (``DeCLIPViT``: taps + dense CLIP map; or ``CLIPResNet``: C3, C4 for the transformer,
+    C4 / C5 for CLIP) -> ``neck`` (ViT: ``ViTPyramidNeck`` + ``ChannelMapper``; ResNet: ``ChannelMapper`` on C3, C4
+    whose extra level is conv3x3 s2 of the raw C4) -> deformable encoder -> top-k proposals by one objectness
+    logit -> **text queries**: each proposal is classified by CLIP (``region_embedder`` on the dense map or on C5,
+    ``softmax(T_q * [cos, bg])``, novel classes
     boosted at test) and its class's projected text embedding (``text_proj``: MLP text_dim -> 128 -> embed_dims) is
     added to the learned content query; training proposals overlapping a pseudo box (IoU > ``wildcard_iou_thr``)
     take the wildcard class -> queries sorted by class -> DINO decoder with denoising text queries from the pseudo
@@ -104,7 +111,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
             holding one vector (a dict with a single entry, any key, as OV-DQUO's ``vitb16_object_embbed.pt``), a
             (D,) / (1, D) tensor; None: the row named ``wildcard`` of ``text_embeddings``.
         text_dim: text-embedding width (default: the backbone's ``embed_dim``).
-        region_embedder: the CLIP region classifier (``ViTRegionEmbedder``; a ResNet version plugs in here).
+        region_embedder: the CLIP region classifier: ``ViTRegionEmbedder`` (dense map) or ``ResNetRegionEmbedder``
+            (CLIP ResNet: C5 approximate attention pool for proposals, C4 -> res5 -> attention pool for boxes).
         category_sampler: :class:`~declip_mm.models.task_modules.OVCategorySampler` config.
         query_temperature / query_bg_logit: ``T_q`` = 100 and the extra logit -1 of the query assignment.
         novel_boost: factor on novel-class probabilities in the test-time query assignment (OV-COCO 3, OV-LVIS 8).
@@ -117,6 +125,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
         text_templates: the prompt recipe of the text embeddings (``'vild'``: 63 ViLD templates with the "This is"
             rule, what ``tools/gen_text_embeddings.py`` writes by default; ``'imagenet'``: the 80 ImageNet ones);
             used for vocabularies encoded at inference (``OVDetInferencer``).
+        text_this_is / text_context_length: the rest of that recipe: ViLD's "This is" rule (``False``:
+            ``gen_text_embeddings.py --no-this-is``) and the text tower's context length (None: the tower's own, 77;
+            the ResNet configs: 15 as OV-DQUO's RN text, ``--context-length 15``).
         deform_attn_fp32: under AMP, run the deformable-attention sampling in float32 (its value projection
             returns float32; as OV-DQUO casts fp16 values to fp32).  mmcv's CUDA kernel has no bf16 version.
 
@@ -135,7 +146,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
                  query_temperature: float = 100.0, query_bg_logit: float = -1.0, novel_boost: float = 1.0,
                  wildcard_iou_thr: float = 0.5, stable_sort: bool = False, content_by_proposal: bool = False,
                  score_temperature: float = 100.0, score_bg_logit: float = 0.0, objectness_power: float = 1.0,
-                 text_templates: str = 'vild', deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
+                 text_templates: str = 'vild', text_this_is: bool = True, text_context_length: Optional[int] = None,
+                 deform_attn_fp32: bool = True, dn_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         dn_cfg = dict(label_noise_scale=0.5, box_noise_scale=1.0,
                       group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)) if dn_cfg is None \
@@ -172,6 +184,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
         self.text_proj = MLP(text_dim, text_proj_hidden, self.embed_dims, 2)
         self.region_embedder = MODELS.build(region_embedder) if isinstance(region_embedder, dict) \
             else region_embedder
+        if hasattr(self.region_embedder, 'bind'):  # ResNetRegionEmbedder: uses the backbone's layer4 / attnpool
+            self.region_embedder.bind(self.backbone)
         self.dn_query_generator = TextCdnQueryGenerator(num_classes=num_vocab + 1, embed_dims=self.embed_dims,
                                                         num_matching_queries=self.num_queries, **dn_cfg)
         self.query_temperature = float(query_temperature)
@@ -185,6 +199,8 @@ class OVDQUO(OVVocabularyMixin, DINO):
         self.objectness_power = float(objectness_power)
         prompt_recipe(text_templates)  # a known recipe
         self.text_templates = text_templates
+        self.text_this_is = text_this_is
+        self.text_context_length = text_context_length
         self.deform_attn_fp32 = deform_attn_fp32
         if deform_attn_fp32:
             from mmcv.ops import MultiScaleDeformableAttention
@@ -242,6 +258,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
 
     def text_prompts(self):
         templates, formatter = prompt_recipe(self.text_templates)
+        if not self.text_this_is:
+            from declip_mm.models.text.templates import plain_formatter
+            formatter = plain_formatter
         return templates, formatter, [self.wildcard]
 
     def set_vocabulary(self, class_names: Sequence[str], text_embeddings: Tensor,
@@ -295,15 +314,24 @@ class OVDQUO(OVVocabularyMixin, DINO):
 
     # ------------------------------------------------------------------ features
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tuple[Tensor], Dict[str, Tensor]]:
-        """Pyramid maps for the transformer and the frozen CLIP outputs for the region embedder."""
+        """Pyramid maps for the transformer and the frozen CLIP outputs for the region embedder.
+
+        ViT (``DeCLIPViT.extract``): the taps feed the neck, ``clip_feats['dense']`` is the L2-normalised dense map.
+        CLIP ResNet (a backbone with ``attnpool``, outputs C3, C4, C5): C3, C4 feed the neck (its extra level is
+        conv3x3 s2 of the raw C4, as the original's: C5 never enters the transformer), ``clip_feats['maps']`` =
+        (C3, C4, C5) for the region embedder (C5: proposals, C4: final boxes).
+        Other backbones: all outputs but the last feed the neck, the last one is the dense map."""
         if hasattr(self.backbone, 'extract'):
             out = self.backbone.extract(batch_inputs, outputs=('feats', 'dense'))
             feats, dense = list(out['feats']), out['dense']
         else:
-            out = self.backbone(batch_inputs)
+            out = tuple(f.detach() for f in self.backbone(batch_inputs))
             feats, dense = list(out[:-1]), out[-1]
+            if hasattr(self.backbone, 'attnpool'):
+                x = self.neck(feats) if self.with_neck else tuple(feats)
+                return tuple(x), dict(maps=out)
         feats = [f.detach() for f in feats]
-        clip_feats = dict(dense=F.normalize(dense.detach().float(), dim=1))  # float32 also under AMP (RoIAlign)
+        clip_feats = dict(dense=F.normalize(_f32(dense.detach()), dim=1))  # float32 also under AMP (RoIAlign)
         x = self.neck(feats) if self.with_neck else tuple(feats)
         return tuple(x), clip_feats
 
@@ -334,9 +362,9 @@ class OVDQUO(OVVocabularyMixin, DINO):
         wildcard = vocab['wildcard_index']
         text = vocab['text'] if wildcard is None else vocab['text'][:wildcard]
         with torch.no_grad(), fp32_region(proposals.device.type):
-            emb = self.region_embedder.proposal_embeddings(clip_feats, proposals.float(), img_shapes,
-                                                           batch_input_shape).float()
-            cos = emb @ text.float().t()
+            emb = _f32(self.region_embedder.proposal_embeddings(clip_feats, _f32(proposals), img_shapes,
+                                                                batch_input_shape))
+            cos = emb @ _f32(text).t()
             probs = torch.cat([cos, torch.full_like(cos[..., :1], self.query_bg_logit)], -1)
             probs = (probs * self.query_temperature).softmax(-1)
             if not self.training and self.novel_boost != 1.0 and self.novel_indices:
@@ -389,7 +417,7 @@ class OVDQUO(OVVocabularyMixin, DINO):
                              f'{self.num_queries}; use larger inputs (or fewer queries)')
         output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
         with fp32_region(memory.device.type):  # the top-k and the proposals in float32 under AMP
-            output_memory, output_proposals = output_memory.float(), output_proposals.float()
+            output_memory, output_proposals = _f32(output_memory), _f32(output_proposals)
             enc_outputs_class = self.bbox_head.cls_branches[num_layers](output_memory)
             enc_outputs_coord_unact = self.bbox_head.reg_branches[num_layers](output_memory) + output_proposals
         topk_indices = torch.topk(enc_outputs_class.max(-1)[0], k=self.num_queries, dim=1)[1]
@@ -437,12 +465,12 @@ class OVDQUO(OVVocabularyMixin, DINO):
         """(B, Q, K) test scores: ``softmax(T_s [cos, bg])[:K] * sigmoid(objectness) ** objectness_power``."""
         text = self.text_embeddings if text is None else text
         with fp32_region(boxes.device.type):
-            emb = self.region_embedder.box_embeddings(clip_feats, boxes.float(),
-                                                      [s.img_shape for s in batch_data_samples],
-                                                      batch_data_samples[0].batch_input_shape).float()
-            cos = emb @ text.float().t()
+            emb = _f32(self.region_embedder.box_embeddings(clip_feats, _f32(boxes),
+                                                           [s.img_shape for s in batch_data_samples],
+                                                           batch_data_samples[0].batch_input_shape))
+            cos = emb @ _f32(text).t()
             logits = torch.cat([cos, torch.full_like(cos[..., :1], self.score_bg_logit)], -1) * self.score_temperature
-            return logits.softmax(-1)[..., :-1] * objectness.float().sigmoid() ** self.objectness_power
+            return logits.softmax(-1)[..., :-1] * _f32(objectness).sigmoid() ** self.objectness_power
 
     def _final_outputs(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tuple[Tensor, Tensor]:
         """Test-time class scores (B, Q, K) and boxes (B, Q, 4) of the last decoder layer (float32)."""
