@@ -426,29 +426,48 @@ def ref_slide_and_vote(cc, img, ids_ori, ori, text, name_sets, prob_thd, crop, s
 
 
 def test_slide_merge_and_vote_against_original_loop(tmp_path):
-    m = _model('openai', mask_dir=tmp_path, prob_thd=0.3)
+    m = _model('openai', mask_dir=tmp_path, prob_thd=0.0)
+    m.save_seg_logits = True
     ori = (60, 90)
     ids = _write_case(tmp_path, 'a', ori, seed=7)
     g = torch.Generator().manual_seed(8)
     img = torch.randn(1, 3, 44, 66, generator=g)  # test size != original size: masks are resized
-    ds = SegDataSample(metainfo=dict(img_path='/x/a.jpg', img_shape=(44, 66), ori_shape=ori))
+    # class embeddings orthogonal to the random model's (nearly constant) mean feature, so that labels vary over
+    # the image and the vote has mixed regions to decide
+    with torch.no_grad():
+        mean_feat = m.extract_feat(F.pad(img[..., :64], (0, 0, 2, 2)), torch.zeros(1, 48, 64, dtype=torch.int32))
+    mean_feat = F.normalize(mean_feat.mean(dim=(0, 2, 3)), dim=0)
+    emb = torch.randn(len(m.query_names), 32, generator=torch.Generator().manual_seed(4))
+    emb = F.normalize(emb - (emb @ mean_feat)[:, None] * mean_feat, dim=-1)
+    m.query_embeddings = lambda: emb
+
+    def ds():
+        return SegDataSample(metainfo=dict(img_path='/x/a.jpg', img_shape=(44, 66), ori_shape=ori))
     with torch.no_grad():
         text = m.query_embeddings()
-        pred = m.predict(img, [ds])[0].pred_sem_seg.data
-        want = ref_slide_and_vote(m, img[0], ids, ori, text, m.name_sets, 0.3, m.slide_crop, m.slide_stride)
+        out = m.predict(img, [ds()])[0]
+        want = ref_slide_and_vote(m, img[0], ids, ori, text, m.name_sets, 0.0, m.slide_crop, m.slide_stride)
+        assert len(torch.unique(want)) >= 3  # the vote has mixed regions to decide
+        assert (out.pred_sem_seg.data == want).float().mean() > 0.999
+        # a threshold inside the probability range: pixels below it -> 0 before the vote
+        thd = float(out.seg_logits.data.max(0)[0].median())
+        m.prob_thd = thd
+        sample = ds()
+        pred = m.predict(img, [sample])[0].pred_sem_seg.data
+        want = ref_slide_and_vote(m, img[0], ids, ori, text, m.name_sets, thd, m.slide_crop, m.slide_stride)
     assert (pred == want).float().mean() > 0.999, (pred != want).sum()
-    assert 'region_ids' not in ds  # removed after the post-processing
+    assert 'region_ids' not in sample  # removed after the post-processing
 
 
 def test_batch_of_two_equals_one_at_a_time(tmp_path):
     m = _model('openai', mask_dir=tmp_path)
-    _write_case(tmp_path, 'a', (44, 66), seed=1, n=6)
-    _write_case(tmp_path, 'b', (44, 66), seed=2, n=3)
+    _write_case(tmp_path, 'a', (44, 130), seed=1, n=8)
+    _write_case(tmp_path, 'b', (44, 130), seed=2, n=3)
     g = torch.Generator().manual_seed(9)
-    img = torch.randn(2, 3, 44, 66, generator=g)
+    img = torch.randn(2, 3, 44, 130, generator=g)  # 3 windows each
 
     def ds(n):
-        return SegDataSample(metainfo=dict(img_path=f'/x/{n}.jpg', img_shape=(44, 66), ori_shape=(44, 66)))
+        return SegDataSample(metainfo=dict(img_path=f'/x/{n}.jpg', img_shape=(44, 130), ori_shape=(44, 130)))
     m.save_seg_logits = True
     with torch.no_grad():
         both = m.predict(img, [ds('a'), ds('b')])
