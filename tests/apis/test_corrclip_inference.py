@@ -8,7 +8,8 @@ import torch
 
 from .conftest import REPO, build, load_cfg
 
-CC_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'corrclip_tiny-eva02_tiny-dino-b8_color-masks_ov-scenes-synthetic.py')
+CC_CFG = osp.join(REPO, 'configs', 'zeroshot_seg',
+                  'corrclip_tiny-eva02_tiny-dino-b8_color-masks_ov-scenes-synthetic.py')
 
 
 def _seg_forward(model, cfg, img_path):

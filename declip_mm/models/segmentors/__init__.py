@@ -6,5 +6,6 @@ from .data_preprocessor import OVSegDataPreProcessor
 from .proxy_attention import VFMProxyAttention, proxy_attention
 from .zeroshot_seg import DeCLIPZeroShotSegmentor
 
-__all__ = ['CATSeg', 'CorrCLIPAttention', 'merge_regions', 'scope_attention', 'DeCLIPZeroShotSegmentor', 'OVSegDataPreProcessor', 'VFMProxyAttention', 'catseg_slide_merge',
+__all__ = ['CATSeg', 'CorrCLIPAttention', 'merge_regions', 'scope_attention', 'DeCLIPZeroShotSegmentor',
+           'OVSegDataPreProcessor', 'VFMProxyAttention', 'catseg_slide_merge',
            'catseg_window_offsets', 'proxy_attention']

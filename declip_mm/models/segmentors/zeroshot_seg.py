@@ -188,7 +188,9 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         """(3, H, W) (and (H, W) region ids) -> (Q, H, W) overlap-averaged logits."""
         H, W = img.shape[-2:]
         if self.slide_crop <= 0:
-            return self.crop_logits(img[None], text, None if ids is None else ids[None])[0]
+            if ids is None:
+                return self.crop_logits(img[None], text)[0]
+            return self.crop_logits(img[None], text, ids[None])[0]
         boxes = slide_grid(H, W, self.slide_crop, self.slide_stride)
         preds = img.new_zeros((text.shape[0], H, W))
         count = img.new_zeros((1, H, W))
@@ -196,8 +198,10 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         for i in range(0, len(boxes), n):
             chunk = boxes[i:i + n]
             crops = torch.stack([img[:, y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk])
-            crop_ids = None if ids is None else torch.stack([ids[y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk])
-            logits = self.crop_logits(crops, text, crop_ids)
+            if ids is None:
+                logits = self.crop_logits(crops, text)
+            else:
+                logits = self.crop_logits(crops, text, torch.stack([ids[y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk]))
             for (y1, y2, x1, x2), lg in zip(chunk, logits):
                 preds[:, y1:y2, x1:x2] += lg
                 count[:, y1:y2, x1:x2] += 1

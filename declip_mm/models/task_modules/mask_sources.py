@@ -28,7 +28,8 @@ import torch
 from declip_mm.registry import TASK_UTILS
 from .mask_io import MASK_KEY, load_mask_file, mask_file_path, paint_masks, save_mask_file
 
-__all__ = ['MaskFileSource', 'ColorMaskSource', 'GeneratedMaskSource', 'SAM2MaskSource', 'SAMMaskSource', 'build_mask_source',
+__all__ = ['MaskFileSource', 'ColorMaskSource', 'GeneratedMaskSource', 'SAM2MaskSource', 'SAMMaskSource',
+           'build_mask_source',
            'read_rgb']
 
 try:  # also visible to configs whose default scope is mmseg
