@@ -511,6 +511,8 @@ def test_missing_mask_file_names_it_or_is_counted(tmp_path):
     assert out.pred_sem_seg.data.shape == (1, 44, 66)
     rep = m.proxy.report()
     assert rep['seen'] == 1 and len(rep['skipped']) == 1 and 'nothere.npz' in rep['skipped'][0]
+    from declip_mm.engine.hooks.seg_postprocess_hook import _steps
+    assert m.proxy in _steps(m)  # SegPostProcessReportHook logs the skip count at the end of a run
 
 
 def test_wrong_size_masks_name_the_file(tmp_path):
