@@ -18,7 +18,7 @@ tokens, spatial and semantic branches).  Everything is computed in float32 whate
 
 Reference: zdk258/CorrCLIP ``CorrCLIPv1/open_clip/transformer.py:528-578`` and ``corrclip_segmentor.py:96-112``.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
