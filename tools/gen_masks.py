@@ -88,7 +88,8 @@ def make_source(args, cfg):
     else:
         src = config_mask_source(cfg)
         if src is None:
-            raise SystemExit(f'error: {args.config} has no MaskVote mask_source; pass --generator sam2|sam')
+            raise SystemExit(f'error: {args.config} has no mask source (CorrCLIP\'s model.proxy.mask_source or a '
+                             'MaskVote mask_source); pass --generator sam2|sam')
     if args.out_dir:
         src['cache_dir'] = args.out_dir
     source = build_mask_source(src)

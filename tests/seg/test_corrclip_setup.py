@@ -101,3 +101,15 @@ def test_tiny_corrclip_through_test_tool(tmp_path):
     n, d2, mm = independent_miou(dump, 8)
     assert n == 2
     assert metrics['mIoU'] == pytest.approx(d2, abs=0.006)
+
+
+def test_gen_masks_finds_corrclip_mask_source():
+    """tools/gen_masks.py without --generator uses a CorrCLIP config's ``model.proxy.mask_source`` (not the vote's
+    ``mask_source=None``)."""
+    import gen_masks
+    cfg = Config.fromfile(osp.join(ZS, 'corrclip_vitb16_dino-b8_sam2-masks_pc59-336.py'))
+    assert gen_masks.config_mask_source(cfg) == dict(type='MaskFileSource', mask_dir='data/region_masks/context')
+    cfg.model.proxy.mask_source = dict(type='SAM2MaskSource', checkpoint='x.pt', cache_dir='m/')
+    assert gen_masks.config_mask_source(cfg)['type'] == 'SAM2MaskSource'
+    vote = Config.fromfile(osp.join(ZS, 'trainingfree-maskvote_eva02-b16-declip_voc21-448.py'))
+    assert gen_masks.config_mask_source(vote)['mask_dir'] == 'data/region_masks/voc'
