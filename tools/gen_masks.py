@@ -10,7 +10,8 @@ whose file already exists are skipped, so an interrupted run resumes where it st
     # SAM (segment-anything)
     python tools/gen_masks.py CONFIG --generator sam --model-type vit_h --checkpoint checkpoints/sam_vit_h_4b8939.pth \
         --out-dir data/region_masks/voc
-    # without --generator: the config's own MaskVote mask source (a generator source with cache_dir)
+    # without --generator: the config's own mask source (CorrCLIP: model.proxy.mask_source; else the MaskVote one;
+    # a generator source with cache_dir)
     # check a mask folder (e.g. downloaded masks) against the images: missing / unreadable / wrongly sized files
     python tools/gen_masks.py CONFIG --check data/region_masks/voc
 
@@ -62,11 +63,16 @@ def dataset_image_paths(cfg):
 
 
 def config_mask_source(cfg):
-    """The ``mask_source`` of the first ``MaskVote`` in ``cfg.model.postprocess`` (None if there is none)."""
+    """The config's region mask source: CorrCLIP's (``model.proxy.mask_source`` of a ``CorrCLIPAttention``), else
+    the ``mask_source`` of the first ``MaskVote`` in ``cfg.model.postprocess`` (None if there is none)."""
+    def as_dict(src):
+        return src.to_dict() if hasattr(src, 'to_dict') else dict(src)
+    proxy = cfg.model.get('proxy') or {}
+    if str(proxy.get('type', '')).split('.')[-1] == 'CorrCLIPAttention' and proxy.get('mask_source'):
+        return as_dict(proxy['mask_source'])
     for step in cfg.model.get('postprocess') or []:
-        if step.get('type', '').split('.')[-1] == 'MaskVote':
-            return step['mask_source'].to_dict() if hasattr(step['mask_source'], 'to_dict') \
-                else dict(step['mask_source'])
+        if step.get('type', '').split('.')[-1] == 'MaskVote' and step.get('mask_source'):
+            return as_dict(step['mask_source'])
     return None
 
 
@@ -82,7 +88,8 @@ def make_source(args, cfg):
     else:
         src = config_mask_source(cfg)
         if src is None:
-            raise SystemExit(f'error: {args.config} has no MaskVote mask_source; pass --generator sam2|sam')
+            raise SystemExit(f'error: {args.config} has no mask source (CorrCLIP\'s model.proxy.mask_source or a '
+                             'MaskVote mask_source); pass --generator sam2|sam')
     if args.out_dir:
         src['cache_dir'] = args.out_dir
     source = build_mask_source(src)

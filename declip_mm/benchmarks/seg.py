@@ -7,6 +7,10 @@ Images are random (H, W) tensors run through the config's data preprocessor and 
 same sliding-window + global inference as ``tools/test.py``, without data loading or the metric).  With
 ``--random-weights`` the CLIP checkpoints in the config are dropped (no files needed; speed is unchanged).
 The official CAT-Seg B/16 takes about 0.6 s/image on a GPU at batch 1.
+
+CorrCLIP configs (``proxy=CorrCLIPAttention``) read per-image region masks: the benchmark replaces the config's mask
+source with ``--regions`` random rectangles per image (painted like SAM 2's masks, 0 = unsegmented), so no mask
+files are needed and the timing covers the region merging, restricted attention, mask class tokens and the vote.
 """
 import copy
 import time
@@ -27,6 +31,8 @@ def add_arguments(parser):
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--regions', type=int, default=32,
+                        help='CorrCLIP configs: random regions per image replacing the mask files (default 32)')
     parser.add_argument('--amp', action='store_true', help='autocast (CUDA) in --amp-dtype')
     parser.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'])
     add_peak_argument(parser)
@@ -42,6 +48,26 @@ def _drop_ckpts(d):
     elif isinstance(d, (list, tuple)):
         for x in d:
             _drop_ckpts(x)
+
+
+class RandomRegions:
+    """Mask source for benchmarking: ``n`` random rectangles per image (seeded by the image path), painted in order,
+    0 = unsegmented; the shape comes from the benchmark's image size."""
+
+    def __init__(self, n: int, shape):
+        self.n, self.shape = int(n), tuple(shape)
+
+    def __call__(self, img_path: str):
+        import zlib
+
+        import numpy as np
+        rs = np.random.RandomState(zlib.crc32(img_path.encode()))
+        H, W = self.shape
+        ids = np.zeros((H, W), dtype=np.int32)
+        for k in range(1, self.n + 1):
+            y, x = rs.randint(0, H), rs.randint(0, W)
+            ids[y:y + rs.randint(8, max(9, H // 3)), x:x + rs.randint(8, max(9, W // 3))] = k
+        return ids
 
 
 def build_model(args):
@@ -70,10 +96,13 @@ def run(args) -> dict:
     model = model.to(device).eval()
     H, W = args.size
     g = torch.Generator().manual_seed(0)
+    if getattr(model, 'uses_regions', False):
+        model.proxy.mask_source = RandomRegions(args.regions, (H, W))
 
     def batch():
         inputs = [torch.randint(0, 256, (3, H, W), generator=g, dtype=torch.uint8) for _ in range(args.batch)]
-        samples = [SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W))) for _ in range(args.batch)]
+        samples = [SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), img_path=f'bench_{i}.jpg'))
+                   for i in range(args.batch)]
         return dict(inputs=inputs, data_samples=samples)
 
     def step():

@@ -226,5 +226,5 @@ def test_gen_masks_tool_generates_resumes_and_checks(tmp_path, monkeypatch, caps
     problems = gen_masks.main([TINY_ZS_CFG, '--check', out] + opts)['problems']
     assert len(problems) == 2 and any(files[0] in p and 'is 5x5' in p for p in problems)
     assert any(files[1] in p and 'not found' in p for p in problems)
-    with pytest.raises(SystemExit, match='no MaskVote'):
+    with pytest.raises(SystemExit, match='has no mask source'):
         gen_masks.main([TINY_ZS_CFG, '--out-dir', out] + opts)

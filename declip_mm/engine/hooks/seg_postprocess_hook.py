@@ -6,9 +6,9 @@ from declip_mm.registry import HOOKS, SEG_HOOKS, register_everywhere
 
 
 def _steps(model):
-    from declip_mm.models.task_modules import SegPostProcessor
+    from declip_mm.models.task_modules.seg_postprocess import SkipCounter
     model = getattr(model, 'module', model)
-    return [m for m in model.modules() if isinstance(m, SegPostProcessor)]
+    return [m for m in model.modules() if isinstance(m, SkipCounter)]
 
 
 @register_everywhere(HOOKS, SEG_HOOKS)

@@ -330,6 +330,54 @@ class DeCLIPViT(BaseModule):
                 v = F.interpolate(v, size=tuple(grid), mode='bilinear', align_corners=False)
             return self.attend_values(attn, v)
 
+    def extract_corr(self, img: torch.Tensor, attn: torch.Tensor, grid: Tuple[int, int], regions: torch.Tensor,
+                     spatial_blocks: Sequence[int], alpha: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+        """CorrCLIP v1's forward (zdk258/CorrCLIP ``CorrCLIPv1/open_clip/transformer.py:580-632``) with an external
+        restricted attention.
+
+        Args:
+            img: (B,3,H,W).
+            attn: (B, M, M) restricted attention over a (gh, gw) ``grid`` (``CorrCLIPAttention``).
+            regions: (B, R, h, w) bool region masks at the CLIP token grid (rows of all False are padding).
+            spatial_blocks: 0-based blocks whose outputs (CLS + patches) the spatial branch averages (ViT-B: 5..9).
+            alpha / beta: weights of the spatial and semantic branches.
+
+        One mask class token (MCT) per region starts as the CLS token after the stem and passes every block
+        attending only to that block's CLS and its region's patches (patches never see MCTs, so their path is the
+        normal forward).  Main / spatial: the last block's V (from ``ln_1``) of its input and of the spatial mean,
+        CLS dropped, resized bilinearly to ``grid``, A.V, the decoupled output (no residual, no FFN).  Semantic:
+        each grid token takes the MCT output of the full last block of its region (token-grid masks resized by
+        nearest).  Dense = project(norm(main) + alpha norm(spatial) + beta norm(semantic)).  Returns (B,D,gh,gw).
+        """
+        check_weights_loaded(self)
+        self._check_input(img)
+        tower = self._tower
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            x, hw, aux = tower.embed(img)
+            if tuple(regions.shape[-2:]) != tuple(hw):
+                raise ValueError(f'regions {tuple(regions.shape)} do not fit the {hw} token grid')
+            B, R = regions.shape[:2]
+            allowed = torch.cat([regions.new_ones((B, R, 1)), regions.flatten(2)], dim=2)  # CLS + own region
+            m = x[:, :1].expand(B, R, x.shape[-1])
+            keep = set(int(i) % self.num_blocks for i in spatial_blocks)
+            spatial = []
+            for i in range(self.num_blocks - 1):
+                m = tower.attend_block(i, m, x, allowed, aux)
+                x = self._run_block(i, x, aux)
+                if i in keep:
+                    spatial.append(x)
+            m = tower.attend_block(self.num_blocks - 1, m, x, allowed, aux)  # semantic branch (full last block)
+            v = self.last_block_values(torch.cat([x, torch.stack(spatial).mean(0)]), hw)  # (2B, C, h, w)
+            if tuple(hw) != tuple(grid):
+                v = F.interpolate(v, size=tuple(grid), mode='bilinear', align_corners=False)
+            v = v.flatten(2).transpose(1, 2)
+            o = torch.bmm(attn.to(v.dtype).repeat(2, 1, 1), v)
+            main, spat = tower.decoupled_out(tower.blocks[-1], o).chunk(2)
+            masks = F.interpolate(regions.to(m.dtype), size=tuple(grid), mode='nearest').flatten(2)  # (B, R, M)
+            sem = torch.bmm(masks.transpose(1, 2), m)  # (B, M, C)
+            y = (tower.final_norm(main) + alpha * tower.final_norm(spat) + beta * tower.final_norm(sem))
+            return _tokens_to_map(tower.project(y), grid)
+
     def _extract(self, img, outputs):
         tower = self._tower
         want_feats = 'feats' in outputs

@@ -167,6 +167,29 @@ class EVATower:
         """Final norm + projection of (B,N,C) tokens -> (B,N,D)."""
         return self.trunk.head(self.trunk.norm(tokens))
 
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.trunk.norm(tokens)
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.trunk.head(tokens)
+
+    def attend_block(self, i: int, m: torch.Tensor, x: torch.Tensor, allowed: torch.Tensor, rope) -> torch.Tensor:
+        """Block ``i`` for extra query tokens: m (B,R,C) (prefix tokens: no RoPE) attend to the block's input tokens
+        x (B,1+N,C) where ``allowed`` (B,R,1+N) is True; residual and FFN as the block.  -> (B,R,C)"""
+        blk = self.blocks[i]
+        a = blk.attn
+        q = a.q_norm(self.qkv(blk, m)[0])
+        _, k, v = self.qkv(blk, x)
+        k = a.k_norm(k)
+        if rope is not None:
+            from timm.layers import apply_rot_embed_cat
+            half = getattr(a, 'rotate_half', False)
+            k = torch.cat([k[:, :, :1], apply_rot_embed_cat(k[:, :, 1:], rope, half=half)], dim=2).type_as(v)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], scale=a.scale)
+        o = o.transpose(1, 2).reshape(m.shape)
+        y = m + self.residual_scale(blk, self.attn_out(blk, o))
+        return y + self.ffn(blk, y)
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Image embedding (= open_clip ``encode_image``) from the last block's full output (B,1+N,C)."""
         t = self.trunk
@@ -260,6 +283,23 @@ class OpenAITower:
 
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_post(tokens) @ self.visual.proj
+
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.visual.ln_post(tokens)
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens @ self.visual.proj
+
+    def attend_block(self, i: int, m: torch.Tensor, x: torch.Tensor, allowed: torch.Tensor, aux=None) -> torch.Tensor:
+        """Block ``i`` for extra query tokens: m (B,R,C) attend to the block's input tokens x (B,1+N,C) where
+        ``allowed`` (B,R,1+N) is True (scale 1/sqrt(d)); residual and FFN as the block.  -> (B,R,C)"""
+        blk = self.blocks[i]
+        q = self.qkv(blk, m)[0]
+        _, k, v = self.qkv(blk, x)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        o = o.transpose(1, 2).reshape(m.shape)
+        y = m + self.residual_scale(blk, self.attn_out(blk, o))
+        return y + self.ffn(blk, y)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         pooled, _ = self.visual._pool(x)

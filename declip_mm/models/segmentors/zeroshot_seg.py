@@ -18,6 +18,13 @@ crop) and the logits are upsampled to the padded crop.  ProxyCLIP's protocol pad
 (``pad_multiple=56``); the CLIP input is the padded crop cut to a CLIP-patch multiple (what the original's
 stride-p patch embedding does).  Works with any ``DeCLIPViT`` (OpenAI, MetaCLIP, DeCLIP EVA02).
 
+**CorrCLIP v1** (``proxy=dict(type='CorrCLIPAttention', vfm=..., mask_source=...)``, ``corr_attention.py``): each
+image's class-agnostic id map (original size, from ``mask_source``) is nearest-resized to the test image and cut
+with every window (padding: ``MASK_PAD_VALUE``); per crop the VFM's q + k give the region-merged restricted
+attention, and ``DeCLIPViT.extract_corr`` adds the mask class tokens and the spatial / semantic branches.  The id
+map is left on the data sample as ``region_ids`` for the post-processing (``MaskVote(mask_source=None)``, CorrCLIP's
+map correction) and removed afterwards.
+
 Unlike the reference code (which overwrites its tensor in the post-processing loop), every image of a batch is
 processed independently, so batch > 1 is correct.
 """
@@ -29,7 +36,8 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.structures import SegDataSample
 
-from declip_mm.models.task_modules import build_seg_postprocessors, run_seg_postprocess
+from declip_mm.models.task_modules import (build_seg_postprocessors, crop_mask_ids, resize_mask_ids,
+                                           run_seg_postprocess)
 from declip_mm.models.utils import text_encoder_from_backbone_file
 from declip_mm.registry import MODELS, SEG_MODELS, register_everywhere
 from .catseg import _build
@@ -74,8 +82,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         postprocess: list of ``SegPostProcessor`` configs run per image at the original size, e.g.
             ``[dict(type='PAMR'), dict(type='MaskVote', mask_source=dict(type='MaskFileSource', mask_dir=...))]``
             (``declip_mm/models/task_modules``).
-        proxy: ProxyCLIP's proxy attention (``VFMProxyAttention`` config); None: the backbone's own dense
-            features (``dense_mode``).
+        proxy: ProxyCLIP's proxy attention (``VFMProxyAttention`` config) or CorrCLIP's restricted attention
+            (``CorrCLIPAttention``); None: the backbone's own dense features (``dense_mode``).
     """
 
     def __init__(self,
@@ -134,14 +142,26 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         with torch.no_grad():
             return self.text_encoder.embed_classes(self.query_names, self.templates)
 
-    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+    @property
+    def uses_regions(self) -> bool:
+        return bool(getattr(self.proxy, 'uses_regions', False))
+
+    def extract_feat(self, inputs: torch.Tensor, ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, 3, H, W) padded crops -> (N, D, h, w) L2-normalised dense features: at the CLIP grid (H, W multiples
-        of the patch size), or with ``proxy`` at the VFM grid."""
+        of the patch size), or with ``proxy`` at the VFM grid.  ``ids`` (N, H, W): the crops' region ids
+        (CorrCLIP)."""
         if self.proxy is None:
             return F.normalize(self.backbone.extract(inputs, outputs=('dense', ))['dense'], dim=1)
-        attn, grid = self.proxy(inputs, *self.pixel_stats())
         p = self.backbone.patch_size
         clip_in = inputs[..., :inputs.shape[-2] // p * p, :inputs.shape[-1] // p * p]
+        if self.uses_regions:
+            from .corr_attention import region_masks
+            attn, grid, merged = self.proxy(inputs, *self.pixel_stats(), ids)
+            regions = region_masks(resize_mask_ids(merged, (clip_in.shape[-2] // p, clip_in.shape[-1] // p)))
+            return F.normalize(self.backbone.extract_corr(
+                clip_in, attn, grid, regions, self.proxy.spatial_blocks(self.backbone.num_blocks),
+                self.proxy.alpha, self.proxy.beta), dim=1)
+        attn, grid = self.proxy(inputs, *self.pixel_stats())
         return F.normalize(self.backbone.extract_attended(clip_in, attn, grid), dim=1)
 
     def pixel_stats(self):
@@ -151,21 +171,26 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             return dp.mean.flatten(), dp.std.flatten()
         return None, None
 
-    def crop_logits(self, crops: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(N, 3, h, w) crops -> (N, Q, h, w) cosine logits (padded to the patch multiple, upsampled, cut)."""
+    def crop_logits(self, crops: torch.Tensor, text: torch.Tensor, ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N, 3, h, w) crops (and (N, h, w) region ids) -> (N, Q, h, w) cosine logits (padded to the patch
+        multiple, upsampled, cut)."""
         h, w = crops.shape[-2:]
         l, r, t, b = symmetric_pad(h, w, self.pad_multiple)
         x = F.pad(crops, (l, r, t, b)) if (l or r or t or b) else crops
-        feats = self.extract_feat(x)
+        if ids is not None:
+            ids = crop_mask_ids(ids, (0, h, 0, w), (l, r, t, b))
+        feats = self.extract_feat(x, ids) if self.uses_regions else self.extract_feat(x)
         logits = torch.einsum('nchw,qc->nqhw', feats, text.to(feats.dtype))
         logits = F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
         return logits[:, :, t:t + h, l:l + w]
 
-    def slide_logits(self, img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) -> (Q, H, W) overlap-averaged logits."""
+    def slide_logits(self, img: torch.Tensor, text: torch.Tensor, ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(3, H, W) (and (H, W) region ids) -> (Q, H, W) overlap-averaged logits."""
         H, W = img.shape[-2:]
         if self.slide_crop <= 0:
-            return self.crop_logits(img[None], text)[0]
+            if ids is None:
+                return self.crop_logits(img[None], text)[0]
+            return self.crop_logits(img[None], text, ids[None])[0]
         boxes = slide_grid(H, W, self.slide_crop, self.slide_stride)
         preds = img.new_zeros((text.shape[0], H, W))
         count = img.new_zeros((1, H, W))
@@ -173,7 +198,10 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         for i in range(0, len(boxes), n):
             chunk = boxes[i:i + n]
             crops = torch.stack([img[:, y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk])
-            logits = self.crop_logits(crops, text)
+            if ids is None:
+                logits = self.crop_logits(crops, text)
+            else:
+                logits = self.crop_logits(crops, text, torch.stack([ids[y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk]))
             for (y1, y2, x1, x2), lg in zip(chunk, logits):
                 preds[:, y1:y2, x1:x2] += lg
                 count[:, y1:y2, x1:x2] += 1
@@ -199,11 +227,18 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             meta = ds.metainfo
             h, w = meta.get('img_shape', inputs.shape[-2:])[:2]
             ori = tuple(meta.get('ori_shape', (h, w))[:2])
+            ids = None
+            if self.uses_regions:  # CorrCLIP: the image's id map at its original size, then at the test size
+                region_ids = self.proxy.image_ids(ds, ori).to(inputs.device)
+                ids = resize_mask_ids(region_ids, (h, w))
+                ds.set_field(region_ids, 'region_ids')
             with torch.no_grad():
-                logits = self.slide_logits(inputs[i, :, :h, :w], text)
+                logits = self.slide_logits(inputs[i, :, :h, :w], text, ids)
                 logits = F.interpolate(logits[None], size=ori, mode='bilinear', align_corners=False)[0]
                 label, probs = run_seg_postprocess(self.postprocess, logits, inputs[i, :, :h, :w], ds,
                                                    self.postprocess_probs)
+            if ids is not None:
+                del ds.region_ids
             ds.set_data(dict(pred_sem_seg=PixelData(data=label)))
             if self.save_seg_logits:
                 ds.set_data(dict(seg_logits=PixelData(data=probs)))

@@ -7,15 +7,16 @@ class-agnostic mask sources (TASK_UTILS) and the id-map file format used by the 
 from .category_sampler import OVCategorySampler, batch_true_labels, gt_with_pseudo_fields
 from .mask_io import (MASK_KEY, MASK_PAD_VALUE, MaskFileError, crop_mask_ids, load_mask_file, mask_file_path,
                       paint_masks, resize_mask_ids, save_mask_file)
-from .mask_sources import (GeneratedMaskSource, MaskFileSource, SAM2MaskSource, SAMMaskSource, build_mask_source,
-                           read_rgb)
+from .mask_sources import (ColorMaskSource, GeneratedMaskSource, MaskFileSource, SAM2MaskSource, SAMMaskSource,
+                           build_mask_source, read_rgb)
 from .mask_vote import MaskVote, mask_vote
 from .pamr import PAMR, pamr, pamr_affinity
-from .seg_postprocess import SegPostProcessor, build_seg_postprocessors, run_seg_postprocess
+from .seg_postprocess import SegPostProcessor, SkipCounter, build_seg_postprocessors, run_seg_postprocess
 from .wildcard_assigner import WildcardHungarianAssigner
 
 __all__ = ['OVCategorySampler', 'WildcardHungarianAssigner', 'batch_true_labels', 'gt_with_pseudo_fields',
            'MASK_KEY', 'MASK_PAD_VALUE', 'MaskFileError', 'crop_mask_ids', 'load_mask_file', 'mask_file_path',
-           'paint_masks', 'resize_mask_ids', 'save_mask_file', 'GeneratedMaskSource', 'MaskFileSource',
-           'SAM2MaskSource', 'SAMMaskSource', 'build_mask_source', 'read_rgb', 'MaskVote', 'mask_vote', 'PAMR',
-           'pamr', 'pamr_affinity', 'SegPostProcessor', 'build_seg_postprocessors', 'run_seg_postprocess']
+           'paint_masks', 'resize_mask_ids', 'save_mask_file', 'ColorMaskSource', 'GeneratedMaskSource',
+           'MaskFileSource', 'SAM2MaskSource', 'SAMMaskSource', 'build_mask_source', 'read_rgb', 'MaskVote',
+           'mask_vote', 'PAMR', 'pamr', 'pamr_affinity', 'SegPostProcessor', 'SkipCounter',
+           'build_seg_postprocessors', 'run_seg_postprocess']

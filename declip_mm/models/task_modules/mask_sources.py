@@ -6,7 +6,9 @@ A source maps an image file to an (H, W) int32 id map at the image's original si
   written by a generator source);
 * :class:`SAM2MaskSource` runs SAM 2's automatic mask generator (``sam2`` package) with CorrCLIP's settings
   (8x8 points, predicted-IoU 0.4, stability 0.4, one mask per point), from a local checkpoint;
-* :class:`SAMMaskSource` does the same with SAM (``segment-anything`` package).
+* :class:`SAMMaskSource` does the same with SAM (``segment-anything`` package);
+* :class:`ColorMaskSource` groups pixels by quantised colour (no model; deterministic, for tests and demos on the
+  flat-coloured synthetic scenes).
 
 Generator sources paint the masks with :func:`paint_masks` (area ascending, larger masks overwrite smaller ones,
 0 = unsegmented) and, given ``cache_dir``, read an existing ``cache_dir/<stem>.npz`` instead of generating and
@@ -26,7 +28,8 @@ import torch
 from declip_mm.registry import TASK_UTILS
 from .mask_io import MASK_KEY, load_mask_file, mask_file_path, paint_masks, save_mask_file
 
-__all__ = ['MaskFileSource', 'GeneratedMaskSource', 'SAM2MaskSource', 'SAMMaskSource', 'build_mask_source',
+__all__ = ['MaskFileSource', 'ColorMaskSource', 'GeneratedMaskSource', 'SAM2MaskSource', 'SAMMaskSource',
+           'build_mask_source',
            'read_rgb']
 
 try:  # also visible to configs whose default scope is mmseg
@@ -82,6 +85,35 @@ class MaskFileSource:
 
     def __repr__(self):
         return f'{type(self).__name__}(mask_dir={self.mask_dir!r})'
+
+
+@_register
+class ColorMaskSource:
+    """Id maps from quantised colours: every RGB channel in ``levels`` equal bins, one id per colour bin present
+    (1, 2, ... in the order of the bin index); bins covering fewer than ``min_area`` pixels -> 0 (unsegmented).
+
+    Deterministic and model-free: CorrCLIP's pipeline on the synthetic scenes (tests, the tiny config).
+    """
+
+    def __init__(self, levels: int = 4, min_area: int = 16):
+        if levels < 1:
+            raise ValueError(f'levels must be >= 1, got {levels}')
+        self.levels, self.min_area = int(levels), int(min_area)
+
+    def ids_of(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) int32 ids."""
+        q = (rgb.astype(np.int64) * self.levels) // 256
+        code = (q[..., 0] * self.levels + q[..., 1]) * self.levels + q[..., 2]
+        values, inv, counts = np.unique(code, return_inverse=True, return_counts=True)
+        keep = counts >= self.min_area
+        new = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+        return new[inv.reshape(code.shape)]
+
+    def __call__(self, img_path: str) -> np.ndarray:
+        return self.ids_of(read_rgb(img_path))
+
+    def __repr__(self):
+        return f'{type(self).__name__}(levels={self.levels}, min_area={self.min_area})'
 
 
 class GeneratedMaskSource:

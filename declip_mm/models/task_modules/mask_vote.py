@@ -38,7 +38,9 @@ class MaskVote(SegPostProcessor):
 
     Args:
         mask_source: a TASK_UTILS config / object mapping an image path to its id map (``MaskFileSource``,
-            ``SAM2MaskSource``, ``SAMMaskSource``).
+            ``SAM2MaskSource``, ``SAMMaskSource``); None: the id map the segmentor already read for this image
+            (CorrCLIP's segmentor stores it as the data sample's ``region_ids``, so masks are read / generated
+            once).
         on_missing: ``'error'``: a missing, unreadable or wrongly sized mask raises an error naming the file;
             ``'skip'``: that image keeps its labels, and is counted and logged (``SegPostProcessReportHook``
             prints the total at the end of the run).
@@ -66,6 +68,12 @@ class MaskVote(SegPostProcessor):
 
     def refine_label(self, label: torch.Tensor, data_sample=None) -> torch.Tensor:
         img_path = data_sample.metainfo.get('img_path') if data_sample is not None else None
+        if self.mask_source is None:  # the segmentor's own id map (its errors / skips are handled there)
+            ids = data_sample.get('region_ids') if data_sample is not None else None
+            if ids is None:
+                raise MaskFileError(f'MaskVote(mask_source=None) needs the segmentor to provide region_ids for '
+                                    f'{img_path or "the image"} (only a CorrCLIP segmentor does)')
+            return mask_vote(label, torch.as_tensor(ids), self.ignore_smallest)
         try:
             ids = self._ids(img_path, label.shape[-2:])
         except MaskFileError as e:

@@ -20,23 +20,16 @@ from mmengine.logging import print_log
 
 from declip_mm.registry import MODELS, SEG_MODELS
 
-__all__ = ['SegPostProcessor', 'build_seg_postprocessors', 'run_seg_postprocess']
+__all__ = ['SkipCounter', 'SegPostProcessor', 'build_seg_postprocessors', 'run_seg_postprocess']
 
 
-class SegPostProcessor(nn.Module):
-    """Base class: identity hooks, a per-run count of images seen and of images skipped (with the reason)."""
+class SkipCounter:
+    """Mixin: a per-run count of images seen and of images skipped (with the reason), which
+    ``SegPostProcessReportHook`` resets before and logs after a test / val run."""
 
     def __init__(self):
-        super().__init__()
         self.reset_report()
 
-    def refine_logits(self, logits: torch.Tensor, image: torch.Tensor, data_sample=None) -> torch.Tensor:
-        return logits
-
-    def refine_label(self, label: torch.Tensor, data_sample=None) -> torch.Tensor:
-        return label
-
-    # ------------------------------------------------------------------------------------------------ report
     def reset_report(self) -> None:
         self.num_seen = 0
         self.skipped: List[str] = []
@@ -47,6 +40,20 @@ class SegPostProcessor(nn.Module):
 
     def report(self) -> dict:
         return dict(name=type(self).__name__, seen=self.num_seen, skipped=list(self.skipped))
+
+
+class SegPostProcessor(nn.Module, SkipCounter):
+    """Base class: identity hooks and the :class:`SkipCounter` report."""
+
+    def __init__(self):
+        nn.Module.__init__(self)
+        SkipCounter.__init__(self)
+
+    def refine_logits(self, logits: torch.Tensor, image: torch.Tensor, data_sample=None) -> torch.Tensor:
+        return logits
+
+    def refine_label(self, label: torch.Tensor, data_sample=None) -> torch.Tensor:
+        return label
 
 
 def _build_one(cfg):
