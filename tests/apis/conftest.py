@@ -72,6 +72,14 @@ def build(cfg_model, scope):
         return reg.build(copy.deepcopy(cfg_model))
 
 
+def seg_forward(model, cfg, img_path):
+    """One image through the config's test pipeline (annotations dropped) and ``model.test_step``."""
+    from mmengine.dataset import Compose, pseudo_collate
+    pipe = Compose([t for t in cfg.test_dataloader.dataset.pipeline if 'Annotation' not in t['type']])
+    with torch.no_grad():
+        return model.test_step(pseudo_collate([pipe(dict(img_path=img_path))]))[0]
+
+
 @pytest.fixture(scope='session')
 def det_text_file(tmp_path_factory):
     """The synthetic classes' embeddings from tools/gen_text_embeddings.py (tiny EVA text tower, seed 0)."""

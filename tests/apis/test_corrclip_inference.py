@@ -6,17 +6,10 @@ import os.path as osp
 import numpy as np
 import torch
 
-from .conftest import REPO, build, load_cfg
+from .conftest import REPO, build, load_cfg, seg_forward
 
 CC_CFG = osp.join(REPO, 'configs', 'zeroshot_seg',
                   'corrclip_tiny-eva02_tiny-dino-b8_color-masks_ov-scenes-synthetic.py')
-
-
-def _seg_forward(model, cfg, img_path):
-    from mmengine.dataset import Compose, pseudo_collate
-    pipe = Compose([t for t in cfg.test_dataloader.dataset.pipeline if 'Annotation' not in t['type']])
-    with torch.no_grad():
-        return model.test_step(pseudo_collate([pipe(dict(img_path=img_path))]))[0]
 
 
 def test_corrclip_free_vocabulary(photo, tmp_path):
@@ -30,7 +23,7 @@ def test_corrclip_free_vocabulary(photo, tmp_path):
     ref.load_state_dict(inf.model.state_dict())  # the same random tiny CLIP and VFM
     ref.eval()
     ref.save_seg_logits = True
-    ref_sample = _seg_forward(ref, cfg, photo)
+    ref_sample = seg_forward(ref, cfg, photo)
     expect = ref_sample.pred_sem_seg.data[0].numpy()
     got = res['predictions'][0]['sem_seg']
     assert np.array_equal(got, expect) and len(np.unique(expect)) > 1
@@ -39,7 +32,7 @@ def test_corrclip_free_vocabulary(photo, tmp_path):
     import mmcv
     h, w = mmcv.imread(photo).shape[:2]
     ref.proxy.mask_source = lambda p: np.zeros((h, w), np.int32)
-    assert not torch.equal(_seg_forward(ref, cfg, photo).seg_logits.data, ref_sample.seg_logits.data)
+    assert not torch.equal(seg_forward(ref, cfg, photo).seg_logits.data, ref_sample.seg_logits.data)
     assert len(list((tmp_path / 'vis').glob('*'))) == 1
 
 

@@ -6,16 +6,9 @@ import os.path as osp
 import numpy as np
 import torch
 
-from .conftest import REPO, build, load_cfg
+from .conftest import REPO, build, load_cfg, seg_forward
 
 PX_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'proxyclip_tiny-eva02_tiny-dino-b8_ov-scenes-synthetic.py')
-
-
-def _seg_forward(model, cfg, img_path):
-    from mmengine.dataset import Compose, pseudo_collate
-    pipe = Compose([t for t in cfg.test_dataloader.dataset.pipeline if 'Annotation' not in t['type']])
-    with torch.no_grad():
-        return model.test_step(pseudo_collate([pipe(dict(img_path=img_path))]))[0]
 
 
 def test_proxyclip_free_vocabulary(photo, tmp_path):
@@ -29,12 +22,12 @@ def test_proxyclip_free_vocabulary(photo, tmp_path):
     ref.load_state_dict(inf.model.state_dict())  # the same random tiny CLIP and VFM
     ref.eval()
     ref.save_seg_logits = True
-    ref_sample = _seg_forward(ref, cfg, photo)
+    ref_sample = seg_forward(ref, cfg, photo)
     expect = ref_sample.pred_sem_seg.data[0].numpy()
     got = res['predictions'][0]['sem_seg']
     assert np.array_equal(got, expect) and len(np.unique(expect)) > 1
     assert res['classes'] == ['person', 'wall', 'flag']
     # the proxy path matters: the same model without the VFM attention predicts something else
     ref.proxy = None
-    assert not torch.equal(_seg_forward(ref, cfg, photo).seg_logits.data, ref_sample.seg_logits.data)
+    assert not torch.equal(seg_forward(ref, cfg, photo).seg_logits.data, ref_sample.seg_logits.data)
     assert len(list((tmp_path / 'vis').glob('*'))) == 1

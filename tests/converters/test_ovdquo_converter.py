@@ -220,6 +220,38 @@ def test_original_file_on_the_command_line(tmp_path, capsys):
     assert torch.equal(b['ema_model']['label_enc.weight'], ema_p['label_enc.weight'])
 
 
+def _test_tool_equals_strict_model(cfg_path, ckpt, emb, root, tmp_path):
+    """tools/test.py on ``ckpt`` gives base / novel AP50 and the predictions of the strictly loaded model (mmengine's
+    load_from is not strict: a misnamed key would leave random weights and still give metrics)."""
+    import importlib.util
+    import pickle
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DATASETS, MODELS, DefaultScope
+    spec = importlib.util.spec_from_file_location('_tools_test', osp.join(REPO, 'tools', 'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    out_pkl = str(tmp_path / 'preds.pkl')
+    opts = ['--cfg-options', f'test_dataloader.dataset.data_root={root}',
+            f'test_evaluator.ann_file={root}annotations/val.json', f'model.text_embeddings={emb}']
+    metrics = test_tool.main([cfg_path, ckpt, '--work-dir', str(tmp_path / 'test'), '--out', out_pkl] + opts)
+    assert {'coco/novel_ap50', 'coco/base_ap50'} <= set(metrics)
+    with open(out_pkl, 'rb') as f:
+        dumped = pickle.load(f)
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.text_embeddings = emb
+    cfg.test_dataloader.dataset.data_root = root
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model).eval()
+        model.load_state_dict(torch.load(ckpt, weights_only=True)['state_dict'], strict=True)
+        ds = DATASETS.build(cfg.test_dataloader.dataset)
+        with torch.no_grad():
+            preds = model.test_step(pseudo_collate([ds[i] for i in range(len(ds))]))
+    assert len(dumped) == len(preds) == 2
+    for d, r in zip(dumped, preds):
+        torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
+        torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
+
+
 def test_converted_checkpoint_through_test_tool(tmp_path):
     """An original-layout file converted on the command line evaluates with tools/test.py and the tiny config."""
     import importlib.util
@@ -235,34 +267,7 @@ def test_converted_checkpoint_through_test_tool(tmp_path):
     src, dst = str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ovdquo_declip-mm.pth')
     _original_file(src, original_tiny(0), original_tiny(1))
     converter('ovdquo_to_declip_mm').main([src, dst, '--ema'])
-    spec = importlib.util.spec_from_file_location('_tools_test', osp.join(REPO, 'tools', 'test.py'))
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    out_pkl = str(tmp_path / 'preds.pkl')
-    opts = ['--cfg-options', f'test_dataloader.dataset.data_root={root}',
-            f'test_evaluator.ann_file={root}annotations/val.json', f'model.text_embeddings={emb}']
-    metrics = test_tool.main([CFG, dst, '--work-dir', str(tmp_path / 'test'), '--out', out_pkl] + opts)
-    assert {'coco/novel_ap50', 'coco/base_ap50'} <= set(metrics)
-    # what tools/test.py predicted is what the strictly loaded converted model predicts (mmengine's load_from is
-    # not strict: a misnamed key would leave random weights and still give metrics)
-    import pickle
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DATASETS, MODELS, DefaultScope
-    with open(out_pkl, 'rb') as f:
-        dumped = pickle.load(f)
-    cfg = Config.fromfile(CFG)
-    cfg.model.text_embeddings = emb
-    cfg.test_dataloader.dataset.data_root = root
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model).eval()
-        model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
-        ds = DATASETS.build(cfg.test_dataloader.dataset)
-        with torch.no_grad():
-            preds = model.test_step(pseudo_collate([ds[i] for i in range(len(ds))]))
-    assert len(dumped) == len(preds) == 2
-    for d, r in zip(dumped, preds):
-        torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
-        torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
+    _test_tool_equals_strict_model(CFG, dst, emb, root, tmp_path)
 
 
 @pytest.mark.parametrize('name,arch', [
@@ -420,11 +425,7 @@ def test_rn_round_trip_and_bad_sources(converted_rn):
 def test_rn_converted_checkpoint_through_test_tool(tmp_path):
     """An original-layout ResNet file converted on the command line (--ema, --config check) evaluates with
     tools/test.py and the tiny RN config, and gives what the strictly loaded converted model predicts."""
-    import importlib.util
-    import pickle
     from declip_mm.datasets.synthetic_det import make_synthetic_ov_det
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DATASETS, MODELS, DefaultScope
     root = str(tmp_path / 'synth') + '/'
     make_synthetic_ov_det(root, num_train=2, num_val=2, size=128, seed=0, pseudo=False)
     emb = str(tmp_path / 'text.pt')
@@ -434,29 +435,7 @@ def test_rn_converted_checkpoint_through_test_tool(tmp_path):
     src, dst = str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ovdquo_rn_declip-mm.pth')
     _original_file(src, original_tiny_rn(0), original_tiny_rn(1))
     converter('ovdquo_to_declip_mm').main([src, dst, '--ema', '--config', RN_CFG])
-    spec = importlib.util.spec_from_file_location('_tools_test', osp.join(REPO, 'tools', 'test.py'))
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    out_pkl = str(tmp_path / 'preds.pkl')
-    opts = ['--cfg-options', f'test_dataloader.dataset.data_root={root}',
-            f'test_evaluator.ann_file={root}annotations/val.json', f'model.text_embeddings={emb}']
-    metrics = test_tool.main([RN_CFG, dst, '--work-dir', str(tmp_path / 'test'), '--out', out_pkl] + opts)
-    assert {'coco/novel_ap50', 'coco/base_ap50'} <= set(metrics)
-    with open(out_pkl, 'rb') as f:
-        dumped = pickle.load(f)
-    cfg = Config.fromfile(RN_CFG)
-    cfg.model.text_embeddings = emb
-    cfg.test_dataloader.dataset.data_root = root
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model).eval()
-        model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
-        ds = DATASETS.build(cfg.test_dataloader.dataset)
-        with torch.no_grad():
-            preds = model.test_step(pseudo_collate([ds[i] for i in range(len(ds))]))
-    assert len(dumped) == len(preds) == 2
-    for d, r in zip(dumped, preds):
-        torch.testing.assert_close(d['pred_instances']['scores'], r.pred_instances.scores)
-        torch.testing.assert_close(d['pred_instances']['bboxes'], r.pred_instances.bboxes)
+    _test_tool_equals_strict_model(RN_CFG, dst, emb, root, tmp_path)
     # the EMA entry was converted: its query table is in the file
     ema = original_tiny_rn(1)
     assert torch.equal(torch.load(dst, weights_only=True)['state_dict']['query_embedding.weight'],

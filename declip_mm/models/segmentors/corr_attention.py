@@ -218,16 +218,8 @@ class CorrCLIPAttention(BaseModule, SkipCounter):
     # ------------------------------------------------------------------------------------------------ forward
     def vfm_input(self, crops: torch.Tensor, mean: Optional[torch.Tensor] = None,
                   std: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """CLIP-normalised crops -> the VFM's normalisation, cut to a VFM-patch multiple (bottom / right)."""
-        x = crops.float()
-        if mean is not None:
-            x = x * std.to(x).view(1, -1, 1, 1) + mean.to(x).view(1, -1, 1, 1)
-        x = (x - x.new_tensor(self.vfm.mean).view(1, -1, 1, 1)) / x.new_tensor(self.vfm.std).view(1, -1, 1, 1)
-        p = self.vfm.patch_size
-        H, W = x.shape[-2:]
-        if H < p or W < p:
-            raise ValueError(f'crop {H}x{W} is smaller than the VFM patch {p}')
-        return x[..., :H // p * p, :W // p * p]
+        """CLIP-normalised crops -> the VFM's normalisation, cut to a VFM-patch multiple (``VFMTeacher.prepare``)."""
+        return self.vfm.prepare(crops, mean, std)
 
     def features(self, crops: torch.Tensor, mean=None, std=None) -> torch.Tensor:
         """(B, 3, H, W) CLIP-normalised crops -> (B, C, I, J) L2-normalised VFM features (no gradient)."""

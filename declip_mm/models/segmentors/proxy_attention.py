@@ -93,19 +93,9 @@ class VFMProxyAttention(BaseModule):
 
     def vfm_input(self, crops: torch.Tensor, mean: Optional[torch.Tensor] = None,
                   std: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """CLIP-normalised crops -> the VFM's input: its own normalisation, then ``input_size`` or a patch-multiple
-        cut (the bottom / right remainder, as a stride-p patch embedding ignores it)."""
-        x = crops.float()
-        if mean is not None:
-            x = x * std.to(x).view(1, -1, 1, 1) + mean.to(x).view(1, -1, 1, 1)
-        x = (x - x.new_tensor(self.vfm.mean).view(1, -1, 1, 1)) / x.new_tensor(self.vfm.std).view(1, -1, 1, 1)
-        if self.input_size is not None:
-            return F.interpolate(x, size=self.input_size, mode='bilinear', align_corners=False)
-        p = self.vfm.patch_size
-        H, W = x.shape[-2:]
-        if H < p or W < p:
-            raise ValueError(f'crop {H}x{W} is smaller than the VFM patch {p}')
-        return x[..., :H // p * p, :W // p * p]
+        """CLIP-normalised crops -> the VFM's input (``VFMTeacher.prepare``: its own normalisation, then
+        ``input_size`` or a patch-multiple cut)."""
+        return self.vfm.prepare(crops, mean, std, self.input_size)
 
     def features(self, crops: torch.Tensor, mean=None, std=None) -> torch.Tensor:
         """(B, 3, H, W) CLIP-normalised crops -> (B, C, I, J) VFM features (no gradient)."""

@@ -155,6 +155,23 @@ class VFMTeacher(BaseModule):
         super().train(False)
         return self
 
+    def prepare(self, img: torch.Tensor, mean: Optional[torch.Tensor] = None, std: Optional[torch.Tensor] = None,
+                size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """(B, 3, H, W) images normalised with ``mean`` / ``std`` (another model's, e.g. CLIP's; None: 0-255 RGB) ->
+        this VFM's input in float32: its own normalisation, then resized to ``size`` (bilinear) or cut to a
+        patch multiple (the bottom / right remainder, which a stride-p patch embedding ignores anyway)."""
+        x = img.float()
+        if mean is not None:
+            x = x * std.to(x).view(1, -1, 1, 1) + mean.to(x).view(1, -1, 1, 1)
+        x = (x - x.new_tensor(self.mean).view(1, -1, 1, 1)) / x.new_tensor(self.std).view(1, -1, 1, 1)
+        if size is not None:
+            return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+        p = self.patch_size
+        H, W = x.shape[-2:]
+        if H < p or W < p:
+            raise ValueError(f'crop {H}x{W} is smaller than the VFM patch {p}')
+        return x[..., :H // p * p, :W // p * p]
+
     def output_grid(self, hw: Tuple[int, int]) -> Tuple[int, int]:
         return hw[0] // self.patch_size, hw[1] // self.patch_size
 
