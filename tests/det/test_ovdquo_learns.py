@@ -99,8 +99,10 @@ def coco_ap50(model, val, ann_file):
 
 
 # ResNet: the random tiny CLIP ResNet separates the shapes less well than the tiny EVA (its C4 -> res5 -> attention
-# pool embeddings make the prototypes), so the AP50 gain asked for is smaller
-@pytest.mark.parametrize('cfg_path,iters,gain', [(CFG, 36, 0.05), (RN_CFG, 36, 0.02)], ids=['vit', 'resnet'])
+# pool embeddings make the prototypes), so the AP50 gain asked for is smaller.  Seen here: 0.000 -> 0.029 (1 or 2
+# OpenMP threads; 72 iterations: 0.057 / 0.027 by thread count, so the trajectory depends on float summation order):
+# the bar is a third of that, still failing a detector that does not train (AP50 stays 0)
+@pytest.mark.parametrize('cfg_path,iters,gain', [(CFG, 36, 0.05), (RN_CFG, 36, 0.01)], ids=['vit', 'resnet'])
 def test_tiny_ovdquo_learns(tmp_path, cfg_path, iters, gain):
     from declip_mm.datasets.synthetic_det import make_synthetic_ov_det
     from mmengine.dataset import pseudo_collate
