@@ -51,7 +51,7 @@ def test_slide_logits_average_overlaps(zs):
     m = copy.deepcopy(zs)
     calls = []
 
-    def fake_crop_logits(crops, text):
+    def fake_crop_logits(crops, text, ids=None):  # crop_logits's signature (no region ids here)
         calls.append(crops.shape)
         return crops[:, :1].expand(-1, text.shape[0], -1, -1)  # logits = first channel value
     m.crop_logits = fake_crop_logits

@@ -27,8 +27,9 @@ from mmengine.model import BaseModule
 from declip_mm.models.task_modules.mask_io import MASK_PAD_VALUE, MaskFileError, resize_mask_ids
 from declip_mm.models.task_modules.mask_sources import build_mask_source
 from declip_mm.models.task_modules.seg_postprocess import SkipCounter
-from declip_mm.models.vfm import VFMTeacher
+from declip_mm.models.vfm import VFMTeacher  # noqa: F401 (registered: the default VFM type)
 from declip_mm.registry import MODELS
+from .catseg import _build
 
 __all__ = ['dbscan_min1', 'merge_regions', 'scope_attention', 'region_masks', 'corrclip_num_spatial',
            'CorrCLIPAttention']
@@ -159,13 +160,7 @@ class CorrCLIPAttention(BaseModule, SkipCounter):
                  keep_diagonal: bool = True, init_cfg: Optional[dict] = None):
         BaseModule.__init__(self, init_cfg=init_cfg)
         SkipCounter.__init__(self)
-        if isinstance(vfm, dict):
-            vfm = dict(vfm)
-            typ = vfm.pop('type', 'VFMTeacher')
-            cls = VFMTeacher if typ == 'VFMTeacher' else MODELS.module_dict.get(typ)
-            if cls is None:
-                raise KeyError(f'CorrCLIPAttention: unknown VFM type {typ!r}')
-            vfm = cls(**vfm)
+        vfm = _build({'type': 'VFMTeacher', **vfm} if isinstance(vfm, dict) else vfm)  # type defaults to VFMTeacher
         if on_missing not in ('error', 'skip'):
             raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
         if min_samples != 1:

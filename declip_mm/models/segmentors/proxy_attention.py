@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from declip_mm.models.vfm import VFMTeacher
+from declip_mm.models.vfm import VFMTeacher  # noqa: F401 (registered: the default VFM type)
 from declip_mm.registry import MODELS
+from .catseg import _build
 
 __all__ = ['proxy_attention', 'VFMProxyAttention']
 
@@ -71,13 +72,7 @@ class VFMProxyAttention(BaseModule):
                  input_size: Union[str, None, Sequence[int]] = 'auto', tap: str = 'tokens',
                  keep_diagonal: bool = True, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(vfm, dict):
-            vfm = dict(vfm)
-            typ = vfm.pop('type', 'VFMTeacher')
-            cls = VFMTeacher if typ == 'VFMTeacher' else MODELS.module_dict.get(typ)
-            if cls is None:
-                raise KeyError(f'VFMProxyAttention: unknown VFM type {typ!r}')
-            vfm = cls(**vfm)
+        vfm = _build({'type': 'VFMTeacher', **vfm} if isinstance(vfm, dict) else vfm)  # type defaults to VFMTeacher
         self.vfm = vfm
         if input_size == 'auto':
             input_size = (1024, 1024) if getattr(vfm, 'is_sam', False) else None

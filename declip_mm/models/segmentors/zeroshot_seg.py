@@ -179,7 +179,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         x = F.pad(crops, (l, r, t, b)) if (l or r or t or b) else crops
         if ids is not None:
             ids = crop_mask_ids(ids, (0, h, 0, w), (l, r, t, b))
-        feats = self.extract_feat(x, ids) if self.uses_regions else self.extract_feat(x)
+        feats = self.extract_feat(x, ids)
         logits = torch.einsum('nchw,qc->nqhw', feats, text.to(feats.dtype))
         logits = F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
         return logits[:, :, t:t + h, l:l + w]
@@ -188,9 +188,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         """(3, H, W) (and (H, W) region ids) -> (Q, H, W) overlap-averaged logits."""
         H, W = img.shape[-2:]
         if self.slide_crop <= 0:
-            if ids is None:
-                return self.crop_logits(img[None], text)[0]
-            return self.crop_logits(img[None], text, ids[None])[0]
+            return self.crop_logits(img[None], text, None if ids is None else ids[None])[0]
         boxes = slide_grid(H, W, self.slide_crop, self.slide_stride)
         preds = img.new_zeros((text.shape[0], H, W))
         count = img.new_zeros((1, H, W))
@@ -198,10 +196,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         for i in range(0, len(boxes), n):
             chunk = boxes[i:i + n]
             crops = torch.stack([img[:, y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk])
-            if ids is None:
-                logits = self.crop_logits(crops, text)
-            else:
-                logits = self.crop_logits(crops, text, torch.stack([ids[y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk]))
+            crop_ids = None if ids is None else torch.stack([ids[y1:y2, x1:x2] for (y1, y2, x1, x2) in chunk])
+            logits = self.crop_logits(crops, text, crop_ids)
             for (y1, y2, x1, x2), lg in zip(chunk, logits):
                 preds[:, y1:y2, x1:x2] += lg
                 count[:, y1:y2, x1:x2] += 1
