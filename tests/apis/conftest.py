@@ -80,6 +80,26 @@ def seg_forward(model, cfg, img_path):
         return model.test_step(pseudo_collate([pipe(dict(img_path=img_path))]))[0]
 
 
+
+def free_vocabulary_equals_config_model(inf, cfg_path, photo, out_dir):
+    """``inf`` (an OVSegInferencer of ``cfg_path``) on ``photo`` with a free vocabulary (synonyms included) gives
+    the label map of the config's own model built with that vocabulary and ``inf``'s weights, with two or more
+    labels; returns that reference model (logits saved), its config and its data sample."""
+    import numpy as np
+    res = inf(photo, texts=[['person', 'man'], 'wall', 'flag'], out_dir=str(out_dir))
+    cfg = load_cfg(cfg_path)
+    cfg.model.class_names = [['person', 'man'], ['wall'], ['flag']]
+    ref = build(cfg.model, 'mmseg')
+    ref.load_state_dict(inf.model.state_dict())  # the same random tiny CLIP and VFM
+    ref.eval()
+    ref.save_seg_logits = True
+    ref_sample = seg_forward(ref, cfg, photo)
+    expect = ref_sample.pred_sem_seg.data[0].numpy()
+    got = res['predictions'][0]['sem_seg']
+    assert np.array_equal(got, expect) and len(np.unique(expect)) > 1
+    assert res['classes'] == ['person', 'wall', 'flag']
+    return ref, cfg, ref_sample
+
 @pytest.fixture(scope='session')
 def det_text_file(tmp_path_factory):
     """The synthetic classes' embeddings from tools/gen_text_embeddings.py (tiny EVA text tower, seed 0)."""

@@ -6,7 +6,7 @@ import os.path as osp
 import numpy as np
 import torch
 
-from .conftest import REPO, build, load_cfg, seg_forward
+from .conftest import REPO, free_vocabulary_equals_config_model, seg_forward
 
 CC_CFG = osp.join(REPO, 'configs', 'zeroshot_seg',
                   'corrclip_tiny-eva02_tiny-dino-b8_color-masks_ov-scenes-synthetic.py')
@@ -16,18 +16,7 @@ def test_corrclip_free_vocabulary(photo, tmp_path):
     from declip_mm.apis import OVSegInferencer
     inf = OVSegInferencer(CC_CFG, None, device='cpu', cache_dir='', show_progress=False)
     assert type(inf.model.proxy).__name__ == 'CorrCLIPAttention'
-    res = inf(photo, texts=[['person', 'man'], 'wall', 'flag'], out_dir=str(tmp_path))
-    cfg = load_cfg(CC_CFG)
-    cfg.model.class_names = [['person', 'man'], ['wall'], ['flag']]
-    ref = build(cfg.model, 'mmseg')
-    ref.load_state_dict(inf.model.state_dict())  # the same random tiny CLIP and VFM
-    ref.eval()
-    ref.save_seg_logits = True
-    ref_sample = seg_forward(ref, cfg, photo)
-    expect = ref_sample.pred_sem_seg.data[0].numpy()
-    got = res['predictions'][0]['sem_seg']
-    assert np.array_equal(got, expect) and len(np.unique(expect)) > 1
-    assert res['classes'] == ['person', 'wall', 'flag']
+    ref, cfg, ref_sample = free_vocabulary_equals_config_model(inf, CC_CFG, photo, tmp_path)
     # the regions matter: the same model with every pixel unsegmented predicts other logits
     import mmcv
     h, w = mmcv.imread(photo).shape[:2]

@@ -32,11 +32,12 @@ def original_tiny(seed=0):
     return ovdquo_tie(p, dec=TINY['dec'])
 
 
-def _model():
+def _model(cfg_path=CFG):
+    """The config's model (random text rows) in eval mode, and its parameter shapes."""
     from mmengine.registry import MODELS, DefaultScope
     import declip_mm  # noqa: F401
     from _common import shapes_of
-    cfg = Config.fromfile(CFG)
+    cfg = Config.fromfile(cfg_path)
     cfg.model.text_embeddings = None
     with DefaultScope.overwrite_default_scope('mmdet'), pytest.warns(UserWarning, match='random unit vectors'):
         model = MODELS.build(cfg.model).eval()
@@ -318,23 +319,12 @@ def original_tiny_rn(seed=0):
     return ovdquo_tie_rn(ovdquo_tie(p, dec=RN_TINY['dec']))
 
 
-def _rn_model():
-    from mmengine.registry import MODELS, DefaultScope
-    import declip_mm  # noqa: F401
-    from _common import shapes_of
-    cfg = Config.fromfile(RN_CFG)
-    cfg.model.text_embeddings = None
-    with DefaultScope.overwrite_default_scope('mmdet'), pytest.warns(UserWarning, match='random unit vectors'):
-        model = MODELS.build(cfg.model).eval()
-    return model, shapes_of(model)
-
-
 @pytest.fixture(scope='module')
 def converted_rn():
     conv = converter('ovdquo_to_declip_mm')
     p = original_tiny_rn()
     p['backbone.0.body.layer1.0.bn1.num_batches_tracked'] = torch.tensor(0)  # a stray BN counter is dropped
-    model, shapes = _rn_model()
+    model, shapes = _model(RN_CFG)
     out, report = conv.convert(p, shapes)
     model.load_state_dict(out, strict=True)
     return conv, p, model, out, report

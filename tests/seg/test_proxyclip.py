@@ -37,42 +37,18 @@ from mmseg.structures import SegDataSample
 from declip_mm.models.segmentors.proxy_attention import VFMProxyAttention, proxy_attention
 from declip_mm.models.segmentors.zeroshot_seg import slide_grid, symmetric_pad
 
-from .conftest import REPO, build_seg_model, tiny_model_cfg
+from .conftest import (IMNET_MEAN, IMNET_STD, REPO, build_peaky_vfm_model, build_seg_model, tiny_model_cfg,
+                       tiny_openai)
 
 TINY_PX_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'proxyclip_tiny-eva02_tiny-dino-b8_ov-scenes-synthetic.py')
-IMNET_MEAN = torch.tensor([123.675, 116.28, 103.53])
-IMNET_STD = torch.tensor([58.395, 57.12, 57.375])
-TINY_OPENAI = dict(embed_dim=32, text_cfg=dict(width=32, heads=2, layers=2),
-                   vision_cfg=dict(width=64, layers=4, head_width=16))
-
-
-def _peaky(module, seed=3):
-    """Non-trivial norms / biases and larger projections, so that a wrong formula cannot hide behind ones, zeros
-    and a near-uniform attention."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in module.named_parameters():
-            if n.endswith('bias') or 'norm' in n or 'ln_' in n:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
-            if n.endswith(('trunk.head.weight', 'visual.proj')):
-                p.normal_(0, 0.1, generator=g)
-            if n.endswith(('positional_embedding', 'pos_embed')):
-                p.normal_(0, 0.5, generator=g)
-    return module
 
 
 def _model(family='openai', **overrides):
     cfg = tiny_model_cfg(TINY_PX_CFG)
     if family == 'openai':
-        cfg['backbone'].update(model_name='ViT-B-16', model_overrides=TINY_OPENAI, dense_mode='vanilla',
-                               pos_embed_resize='dino_scale')
-        cfg['text_encoder'].update(model_name='ViT-B-16', model_overrides=TINY_OPENAI)
+        tiny_openai(cfg)
     cfg.update(overrides)
-    torch.manual_seed(0)
-    m = build_seg_model(cfg).eval()
-    _peaky(m.backbone)
-    _peaky(m.proxy.vfm)
-    return m
+    return build_peaky_vfm_model(cfg)
 
 
 @pytest.fixture(scope='module')
