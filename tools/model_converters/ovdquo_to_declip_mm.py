@@ -124,15 +124,14 @@ DROPS = (
     (r'transformer\.decoder\.(?:class_embed|bbox_embed)\..*',
      'another name of class_embed.* / bbox_embed.* (checked equal)'),
 )
+TEXT_TOWER = (r'(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
+              r'text_projection)')  # an OpenAI CLIP text tower's keys
 RESNET_DROPS = (
     (r'backbone\.0\.layer4\..*', 'the same module as backbone.0.body.layer4 (checked equal)'),
-    (r'classifier\.(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
-     r'text_projection)', 'frozen CLIP text tower (the text embeddings come from the config\'s file)'),
+    (r'classifier\.' + TEXT_TOWER, 'frozen CLIP text tower (the text embeddings come from the config\'s file)'),
     (r'backbone\.0\.(?:body|attn_pool)\..*num_batches_tracked', 'frozen BN counter (no such buffer in ours)'),
 )
 RESNET_HINTS = ('backbone.0.body.', 'backbone.0.attn_pool.')
-TEXT_TOWER = (r'(?:transformer\.resblocks\.\d+\..*|token_embedding\.weight|positional_embedding|ln_final\..*|'
-              r'text_projection)')
 
 
 def is_resnet(sd, ours: bool = False) -> bool:

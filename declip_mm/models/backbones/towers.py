@@ -165,7 +165,7 @@ class EVATower:
 
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final norm + projection of (B,N,C) tokens -> (B,N,D)."""
-        return self.trunk.head(self.trunk.norm(tokens))
+        return self.project(self.final_norm(tokens))
 
     def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.trunk.norm(tokens)
@@ -282,7 +282,8 @@ class OpenAITower:
         return blk.ls_2(blk.mlp(blk.ln_2(x)))
 
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.visual.ln_post(tokens) @ self.visual.proj
+        """Final norm + projection of (B,N,C) tokens -> (B,N,D)."""
+        return self.project(self.final_norm(tokens))
 
     def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_post(tokens)
