@@ -49,6 +49,10 @@ def worker(rank, world, port, root, out_file):
     d = copy.deepcopy(cfg.train_dataloader.dataset)
     d.data_root = root
     ds = DATASETS.build(d)
+    import random
+    import numpy as np
+    random.seed(1)  # the pipeline's flip / crop draws: spawned ranks otherwise start from OS entropy, and a crop
+    np.random.seed(1)  # can drop every pseudo (or every true) box (seed 0 drops the one true box)
     sample = ds[0]
     assert sample['data_samples'].gt_instances.pseudo.any() and (~sample['data_samples'].gt_instances.pseudo).any()
     if rank == 1:  # an image without any box (true or pseudo)
