@@ -1,10 +1,3 @@
 # ProxyCLIP, MetaCLIP ViT-B/16 + DINO ViT-B/8: training-free evaluation on Cityscapes, ProxyCLIP's protocol (short side 448, window 224 / stride 112).
-_base_ = ['./_base_/default_runtime.py', './_base_/model_proxyclip_vitb16-metaclip_dino-b8.py', './_base_/ds_cityscapes.py']
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 448), keep_ratio=True),
-    dict(type='LoadAnnotations'),  # after Resize: the GT keeps its original size
-    dict(type='PackSegInputs'),
-]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+_base_ = ['./_base_/default_runtime.py', './_base_/model_proxyclip_vitb16-metaclip_dino-b8.py', './_base_/ds_cityscapes_proxyclip-448.py']
 model = dict(class_names='cls_city_scapes', logit_scale=40.0, prob_thd=0.0, slide_crop=224, slide_stride=112)

@@ -1,10 +1,3 @@
 # ProxyCLIP, OpenAI CLIP ViT-B/16 + DINO ViT-B/8: training-free evaluation on COCO-Object (background + 80 things), ProxyCLIP's protocol (short side 336, window 336 / stride 112).
-_base_ = ['./_base_/default_runtime.py', './_base_/model_proxyclip_vitb16_dino-b8.py', './_base_/ds_coco_object.py']
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 336), keep_ratio=True),
-    dict(type='LoadAnnotations'),  # after Resize: the GT keeps its original size
-    dict(type='PackSegInputs'),
-]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+_base_ = ['./_base_/default_runtime.py', './_base_/model_proxyclip_vitb16_dino-b8.py', './_base_/ds_coco_object_proxyclip-336.py']
 model = dict(class_names='cls_coco_object', logit_scale=40.0, prob_thd=0.25)
