@@ -1,9 +1,10 @@
 """Shared helpers for the segmentation tests (tiny random CLIPs, generated data, CPU)."""
 import copy
+import math
 import os.path as osp
 
-import pytest
 import torch
+import torch.nn.functional as F
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CATSEG_CFG = osp.join(REPO, 'configs', 'catseg', 'catseg_tiny-eva02_1xb2-4iter_ov-scenes-synthetic.py')
@@ -66,7 +67,14 @@ def build_seg_model(mcfg):
     return SEG_MODELS.build(mcfg)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    yield
+def ref_pos_embed(pos, gh, gw):
+    """The originals' position-embedding resize (DINO's ``+ 0.1`` scale-factor form), written from ProxyCLIP
+    open_clip/transformer.py:540-558 and CorrCLIP CorrCLIPv1/open_clip/transformer.py:637-654 (the same code).
+    pos (1+N, C) -> (1+gh*gw, C)."""
+    N = pos.shape[0] - 1
+    if N == gh * gw and gh == gw:
+        return pos
+    patch = pos[1:].reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), -1).permute(0, 3, 1, 2)
+    patch = F.interpolate(patch, scale_factor=((gh + 0.1) / math.sqrt(N), (gw + 0.1) / math.sqrt(N)), mode='bicubic')
+    assert patch.shape[-2:] == (gh, gw)
+    return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(gh * gw, -1)], dim=0)

@@ -25,7 +25,6 @@ Which test catches which one-line bug:
 * ``test_batch_of_two_equals_one_at_a_time``: per-batch state (masks of image 0 used for image 1, as the original's
   ``masks[0]``); ``test_bf16_autocast``: the fp32 guard of the attention removed.
 """
-import math
 import os.path as osp
 
 import numpy as np
@@ -38,8 +37,8 @@ from declip_mm.models.segmentors.corr_attention import (corrclip_num_spatial, db
                                                         region_masks, scope_attention)
 from declip_mm.models.task_modules import MaskFileError, save_mask_file
 
-from .conftest import (IMNET_MEAN, IMNET_STD, REPO, build_peaky_vfm_model, build_seg_model, tiny_model_cfg,
-                       tiny_openai)
+from .conftest import (IMNET_MEAN, IMNET_STD, REPO, build_peaky_vfm_model, build_seg_model, ref_pos_embed,
+                       tiny_model_cfg, tiny_openai)
 
 TINY_CC_CFG = osp.join(REPO, 'configs', 'zeroshot_seg',
                        'corrclip_tiny-eva02_tiny-dino-b8_color-masks_ov-scenes-synthetic.py')
@@ -125,15 +124,6 @@ def ref_scope(sim, masks, tau=4.0):
     eq += (r0.unsqueeze(0) + r0.unsqueeze(1)) * (sim > sim.mean())
     sim[~eq] = float('-inf')
     return (sim * tau).softmax(dim=-1)
-
-
-def ref_pos_embed(pos, gh, gw):
-    N = pos.shape[0] - 1
-    if N == gh * gw and gh == gw:
-        return pos
-    patch = pos[1:].reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, scale_factor=((gh + 0.1) / math.sqrt(N), (gw + 0.1) / math.sqrt(N)), mode='bicubic')
-    return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(gh * gw, -1)], dim=0)
 
 
 def _masked_block(blk, t, am):

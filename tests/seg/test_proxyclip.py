@@ -26,7 +26,6 @@ Which test catches which one-line bug:
   fp32 guard of the attention removed.
 """
 import copy
-import math
 import os.path as osp
 
 import pytest
@@ -37,8 +36,8 @@ from mmseg.structures import SegDataSample
 from declip_mm.models.segmentors.proxy_attention import VFMProxyAttention, proxy_attention
 from declip_mm.models.segmentors.zeroshot_seg import slide_grid, symmetric_pad
 
-from .conftest import (IMNET_MEAN, IMNET_STD, REPO, build_peaky_vfm_model, build_seg_model, tiny_model_cfg,
-                       tiny_openai)
+from .conftest import (IMNET_MEAN, IMNET_STD, REPO, build_peaky_vfm_model, build_seg_model, ref_pos_embed,
+                       tiny_model_cfg, tiny_openai)
 
 TINY_PX_CFG = osp.join(REPO, 'configs', 'zeroshot_seg', 'proxyclip_tiny-eva02_tiny-dino-b8_ov-scenes-synthetic.py')
 
@@ -67,17 +66,6 @@ def ref_proxy_attention(ex_feats, beta=1.2, gamma=3.0, num_heads=2):
     similarity[similarity < 0.0] = float('-inf')
     mask = similarity.unsqueeze(1).repeat(1, num_heads, 1, 1).reshape(B * num_heads, H * W, H * W)
     return F.softmax(mask, dim=-1)
-
-
-def ref_pos_embed(pos, gh, gw):
-    """PX open_clip/transformer.py:540-558 (DINO's ``+ 0.1`` scale-factor form), pos (1+N, C) -> (1+gh*gw, C)."""
-    N = pos.shape[0] - 1
-    if N == gh * gw and gh == gw:
-        return pos
-    patch = pos[1:].reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, scale_factor=((gh + 0.1) / math.sqrt(N), (gw + 0.1) / math.sqrt(N)), mode='bicubic')
-    assert patch.shape[-2:] == (gh, gw)
-    return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(gh * gw, -1)], dim=0)
 
 
 def ref_openai_proxy_forward(visual, img, A_heads, grid):
